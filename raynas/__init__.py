@@ -1,0 +1,18 @@
+"""raynas: distributed batch scoring of NAS search spaces with training-free proxies.
+
+The numerical core (``raynas.spaces``, ``raynas.proxies``, ``raynas.scoring``) has no Ray
+dependency; ``raynas.distributed`` is the thin Ray layer on top of it.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["CellScorer", "score", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy re-export: ``import raynas`` stays cheap (no torch) for the CLI and Ray driver.
+    if name in ("CellScorer", "score"):
+        from raynas import scoring
+
+        return getattr(scoring, name)
+    raise AttributeError(f"module 'raynas' has no attribute {name!r}")

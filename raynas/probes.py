@@ -1,0 +1,115 @@
+"""Probe batches: the inputs proxies see. Built once per scorer (per Ray actor), from a seed.
+
+* synthetic: i.i.d. N(0, 1) images with uniform random labels (InTrain, Zen, synflow);
+* real: class-balanced labelled CIFAR images from ``shared/data/cifar`` (GradAlign,
+  NASWOT, snip, ...). There is no ImageNet16-120 data in raynas; asking for it is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raynas.datafiles import data_dir
+from raynas.seeding import derive_seed, generator
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    probe_file: str | None
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                           "cifar/cifar10_probe.npz"),
+    "cifar100": DatasetInfo("cifar100", 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                            "cifar/cifar100_probe.npz"),
+    "imagenet16-120": DatasetInfo("imagenet16-120", 120, 16, (0.4811, 0.4575, 0.4078),
+                                  (0.2481, 0.2402, 0.2553), None),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    key = name.lower().replace("_", "-")
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """Inputs (N, 3, H, W) float32 and integer labels (N,), on CPU until moved."""
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "ProbeBatch":
+        return ProbeBatch(self.inputs.to(device), self.labels.to(device))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def gaussian_batch(batch_size: int, resolution: int, num_classes: int, seed: int) -> ProbeBatch:
+    """N(0, 1) images and uniform random labels from a private generator."""
+    if batch_size < 2:
+        raise ValueError(f"probe batch_size must be >= 2, got {batch_size}")
+    gen = generator(derive_seed(seed, "gaussian", batch_size, resolution, num_classes))
+    inputs = torch.randn(batch_size, 3, resolution, resolution, generator=gen)
+    labels = torch.randint(0, num_classes, (batch_size,), generator=gen)
+    return ProbeBatch(inputs, labels)
+
+
+def _load_probe_images(info: DatasetInfo, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    if info.probe_file is None:
+        raise FileNotFoundError(
+            f"no probe images for dataset {info.name!r}: raynas ships CIFAR-10/100 probes only; "
+            "ImageNet16-120 images are not available, so real-data proxies cannot run on it"
+        )
+    path = (root or data_dir()) / info.probe_file
+    if not path.is_file():
+        raise FileNotFoundError(f"probe images for {info.name!r} missing: {path}")
+    with np.load(path) as archive:
+        train = archive["split"] == "train"
+        return archive["images"][train], archive["labels"][train].astype(np.int64)
+
+
+def balanced_indices(labels: np.ndarray, batch_size: int, seed: int, min_per_class: int = 2) -> np.ndarray:
+    """Indices of a class-balanced batch: ``min(K, batch_size // min_per_class)`` classes,
+    sizes differing by at most one, every draw from a seeded permutation.
+
+    With CIFAR-10 and 128 images that is 10 classes of 12–13; with CIFAR-100, 64 classes of
+    2, so that every image has a same-class partner (GradAlign needs pairs).
+    """
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    n_classes = min(len(classes), max(1, batch_size // min_per_class))
+    chosen = np.sort(rng.choice(classes, size=n_classes, replace=False))
+    per_class = np.full(n_classes, batch_size // n_classes)
+    per_class[rng.choice(n_classes, size=batch_size % n_classes, replace=False)] += 1
+    picks = []
+    for cls, count in zip(chosen, per_class):
+        pool = np.flatnonzero(labels == cls)
+        if len(pool) < count:
+            raise ValueError(f"class {cls} has {len(pool)} probe images, {count} needed")
+        picks.append(rng.permutation(pool)[:count])
+    return np.concatenate(picks)
+
+
+def real_batch(dataset: str, batch_size: int, seed: int, root: Path | None = None) -> ProbeBatch:
+    """A class-balanced, normalised batch of real training images (no augmentation)."""
+    info = dataset_info(dataset)
+    images, labels = _load_probe_images(info, root)
+    idx = balanced_indices(labels, batch_size, derive_seed(seed, "real", info.name, batch_size))
+    x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(info.mean).view(1, 3, 1, 1)
+    std = torch.tensor(info.std).view(1, 3, 1, 1)
+    return ProbeBatch(((x - mean) / std).contiguous(), torch.from_numpy(labels[idx]))

@@ -1,0 +1,120 @@
+"""GradAlign: agreement of per-sample gradient signs within each class, at initialisation.
+
+Per class c (N_c ≥ 2): s_i = sign(g_i), m = sign(Σ_i g_i);
+GradAlign-I  = mean_i s_i · m          (also divided by the parameter count P);
+GradAlign-II = log det(S Sᵀ)           (−inf when the sign Gram matrix is singular).
+Both averaged over classes. Per-sample gradients come from ``torch.func`` (vmap ∘ grad).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
+
+from raynas.probes import ProbeBatch
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
+
+BN_MODES = ("per_sample", "eval")
+
+
+@dataclass(frozen=True)
+class GradAlignOptions:
+    batch_size: int = 128
+    # OPEN: per_sample = train-mode BN on each sample alone (as a batch-1 loop would do);
+    # eval = BN with its initial running statistics. Measured in docs/results.md.
+    bn: str = "per_sample"
+    chunk_size: int | None = None  # vmap chunking, to bound memory on big networks
+
+
+def per_sample_gradients(model: nn.Module, batch: ProbeBatch, bn: str, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    """{parameter name: (N, *shape)} gradients of each sample's cross-entropy loss."""
+    if bn not in BN_MODES:
+        raise ValueError(f"gradalign bn must be one of {BN_MODES}, got {bn!r}")
+    if bn == "per_sample":
+        # Running statistics cannot be updated inside vmap; drop them on a private copy so
+        # the caller's network is untouched.
+        net = replace_all_batch_norm_modules_(copy.deepcopy(model)).train()
+    else:
+        net = model.eval()
+    params = {k: p.detach() for k, p in net.named_parameters()}
+    buffers = {k: b.detach() for k, b in net.named_buffers()}
+
+    def sample_loss(p: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(net, (p, buffers), (x.unsqueeze(0),))
+        return F.cross_entropy(logits, y.unsqueeze(0))
+
+    return vmap(grad(sample_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(
+        params, batch.inputs, batch.labels
+    )
+
+
+def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
+    """GradAlign-I, -I/P and -II from per-sample gradient tensors (each (N, ...)).
+
+    Works tensor by tensor (the sums over parameters split exactly), padding classes into one
+    batched matmul, so the (N, P) matrix is never materialised.
+    """
+    labels = labels.cpu()
+    classes, counts = torch.unique(labels, return_counts=True)
+    classes = classes[counts >= 2]
+    if len(classes) == 0:
+        raise ValueError("GradAlign needs at least one class with two or more samples in the batch")
+    groups = [torch.nonzero(labels == c).flatten() for c in classes]
+    width = max(len(g) for g in groups)
+    n = len(labels)
+    # (K, width) row indices into the gradients, padded with n → an appended zero row.
+    index = torch.full((len(groups), width), n, dtype=torch.long)
+    for k, g in enumerate(groups):
+        index[k, : len(g)] = g
+    sizes = torch.tensor([len(g) for g in groups], dtype=torch.float64)
+
+    align = torch.zeros(len(groups), width, dtype=torch.float64)
+    gram = torch.zeros(len(groups), width, width, dtype=torch.float64)
+    n_params = 0
+    for g in gradients:
+        flat = g.reshape(n, -1)
+        n_params += flat.shape[1]
+        padded = torch.cat([flat, flat.new_zeros(1, flat.shape[1])])[index.to(flat.device)]  # (K, W, p)
+        signs = torch.sign(padded)
+        mean_sign = torch.sign(padded.sum(1, keepdim=True))  # (K, 1, p)
+        align += (signs * mean_sign).sum(-1).double().cpu()
+        gram += torch.bmm(signs, signs.transpose(1, 2)).double().cpu()
+
+    per_class_1 = align.sum(1) / sizes
+    per_class_2 = []
+    for k, size in enumerate(sizes.long().tolist()):
+        sign, logdet = torch.linalg.slogdet(gram[k, :size, :size])
+        per_class_2.append(float(logdet) if float(sign) > 0 else -math.inf)
+    ga1 = float(per_class_1.mean())
+    return {
+        "gradalign_1": ga1,
+        "gradalign_1_per_param": ga1 / n_params,
+        "gradalign_2": sum(per_class_2) / len(per_class_2),
+        "gradalign_classes": float(len(groups)),
+    }
+
+
+def compute(model: nn.Module, batch: ProbeBatch, options: GradAlignOptions, ctx: ProxyContext) -> dict[str, float]:
+    grads = per_sample_gradients(model, batch, options.bn, options.chunk_size)
+    return alignment_scores(grads.values(), batch.labels)
+
+
+PROXY = ProxyDef(
+    name="gradalign",
+    compute=compute,
+    options_cls=GradAlignOptions,
+    components=("gradalign_1", "gradalign_1_per_param", "gradalign_2", "gradalign_classes"),
+    headline="gradalign_1",
+    probe=lambda o: ProbeSpec("real", o.batch_size, None),
+    higher_is_better=True,
+    per_sample_grads=True,
+    bn_mode="per_sample",
+    description="per-sample gradient sign alignment within classes (real labelled batch)",
+)

@@ -1,0 +1,121 @@
+"""InTrain (intrinsic trainability): I = γ · (1 + o) / log(L + 1).
+
+γ = Σ_ℓ log PR_ℓ over layer activations (participation ratio of the channel covariance),
+o = Σ_i min(1, std(g_i) / max|g_i|) over parameter gradients, from one forward and one
+backward on a Gaussian batch with random labels, BN in train mode.
+Spec and open choices: ``shared/docs/seed-proxies.md``; measured choices: docs/results.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raynas.probes import ProbeBatch
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
+
+LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
+
+
+@dataclass(frozen=True)
+class InTrainOptions:
+    batch_size: int = 64
+    resolution: int = 32  # paper: 64 (OPEN); 32 measured better, see docs/results.md
+    layers: str = "conv_linear"  # which module outputs enter γ: conv_linear | conv
+    grad_params: str = "multi_element"  # which tensors enter o: multi_element | all | weights
+    eps: float = 1e-10  # ridge added to each covariance
+    dead_tol: float = 1e-8  # layer is collapsed when tr(Cov) <= dead_tol · E‖a‖²
+
+
+def activation_rows(activation: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N·H·W, C); (N, C) stays; channels are the last axis."""
+    if activation.dim() == 4:
+        return activation.permute(0, 2, 3, 1).reshape(-1, activation.shape[1])
+    if activation.dim() == 2:
+        return activation
+    raise ValueError(f"unsupported activation shape {tuple(activation.shape)}")
+
+
+def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: float = 1e-8) -> float:
+    """PR = (tr C)² / tr(C²) of C = Cov(rows) + εI, in [1, channels].
+
+    A collapsed layer — all-zero or constant activation, whose covariance is negligible next
+    to its second moment — counts as PR = 1; otherwise the ridge alone would give the
+    *maximal* PR = C.
+    """
+    rows = activation_rows(activation.detach()).double()
+    n, channels = rows.shape
+    second_moment = rows.pow(2).sum(1).mean()
+    centred = rows - rows.mean(0, keepdim=True)
+    cov = centred.T @ centred / n
+    trace = cov.diagonal().sum()
+    if not bool(second_moment > 0) or not bool(trace > dead_tol * second_moment):
+        return 1.0
+    frob2 = cov.pow(2).sum() + 2 * eps * trace + channels * eps**2
+    return float((trace + channels * eps) ** 2 / frob2)
+
+
+def gradient_resilience(grad: torch.Tensor) -> float:
+    """r = min(1, std(g) / max|g|) (population std); 0 when the gradient is all zero."""
+    g = grad.detach().double().flatten()
+    peak = g.abs().max()
+    if not bool(peak > 0):
+        return 0.0 if bool(peak == 0) else float("nan")
+    return float(torch.clamp(g.std(correction=0) / peak, max=1.0))
+
+
+def _grad_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
+    if which == "weights":
+        tensors = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    else:
+        tensors = list(model.parameters())
+        if which == "multi_element":
+            tensors = [p for p in tensors if p.numel() > 1]
+        elif which != "all":
+            raise ValueError(f"intrain grad_params must be multi_element | all | weights, got {which!r}")
+    return [p.grad for p in tensors if p.grad is not None]
+
+
+def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: ProxyContext) -> dict[str, float]:
+    if options.layers not in LAYER_TYPES:
+        raise ValueError(f"intrain layers must be one of {sorted(LAYER_TYPES)}, got {options.layers!r}")
+    ratios: list[float] = []
+
+    def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        ratios.append(participation_ratio(output, options.eps, options.dead_tol))
+
+    layers = [m for m in model.modules() if isinstance(m, LAYER_TYPES[options.layers])]
+    handles = [m.register_forward_hook(record) for m in layers]
+    try:
+        model.train()
+        logits = forward_logits(model, batch.inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    F.cross_entropy(logits, batch.labels).backward()
+
+    gamma = sum(math.log(pr) for pr in ratios)
+    o = sum(gradient_resilience(g) for g in _grad_tensors(model, options.grad_params))
+    n_layers = len(ratios)
+    return {
+        "gamma": gamma,
+        "o": o,
+        "L": float(n_layers),
+        "intrain": gamma * (1.0 + o) / math.log(n_layers + 1),
+    }
+
+
+PROXY = ProxyDef(
+    name="intrain",
+    compute=compute,
+    options_cls=InTrainOptions,
+    components=("intrain", "gamma", "o", "L"),
+    headline="intrain",
+    probe=lambda o: ProbeSpec("gaussian", o.batch_size, o.resolution),
+    higher_is_better=True,
+    description="geometric capacity x optimisation resilience / log(L+1) (Gaussian batch)",
+)

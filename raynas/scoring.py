@@ -1,0 +1,160 @@
+"""Scoring API: build a cell once, run every requested proxy on it, return one flat row.
+
+``score(space, arch, proxies)`` is the one-shot form; :class:`CellScorer` keeps the probe
+batches (built once) for many cells and is what the Ray actors wrap. A cell's row depends
+only on (space, cell, proxy config, dataset, seed): the weights are drawn from a seed
+derived from those, and every proxy starts from the same initial weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import traceback
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from raynas.measure import measured
+from raynas.probes import ProbeBatch, dataset_info, gaussian_batch, real_batch
+from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, ProxyContext
+from raynas.proxies.registry import parse_proxies
+from raynas.seeding import derive_seed, seeded
+from raynas.spaces import SearchSpace, get_space
+
+ROW_KEYS = ("space", "index", "arch", "dataset", "seed", "device", "status", "error")
+STATUS_OK, STATUS_DEGENERATE, STATUS_ERROR = "ok", "degenerate", "error"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """CUDA when available unless told otherwise."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class CellScorer:
+    """Scores cells of one space with a fixed set of configured proxies on one device."""
+
+    def __init__(
+        self,
+        space: str | SearchSpace,
+        proxies: str | Sequence[str | ConfiguredProxy],
+        dataset: str = "cifar10",
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ):
+        self.space = get_space(space)
+        self.proxies = parse_proxies(proxies)
+        self.dataset = dataset_info(dataset)
+        self.seed = int(seed)
+        self.device = pick_device(device)
+        # Probes are built up front: a missing dataset fails here, before any cell is scored.
+        self._probes: dict[ProbeSpec, ProbeBatch | None] = {}
+        for cp in self.proxies:
+            spec = cp.probe_spec()
+            if spec not in self._probes:
+                self._probes[spec] = self._make_probe(spec)
+
+    # -- schema -------------------------------------------------------------------------
+    @property
+    def score_columns(self) -> list[str]:
+        return [c for cp in self.proxies for c in cp.columns]
+
+    @property
+    def measure_columns(self) -> list[str]:
+        return [f"{cp.label}_{m}" for cp in self.proxies for m in ("time_s", "peak_mem_mb")]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*ROW_KEYS, *self.score_columns, *self.measure_columns, "build_time_s"]
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines a row's scores (recorded with every run)."""
+        return {
+            "space": self.space.name,
+            "dataset": self.dataset.name,
+            "seed": self.seed,
+            "proxies": [cp.config_dict() for cp in self.proxies],
+        }
+
+    # -- scoring ------------------------------------------------------------------------
+    def score(self, arch: int | str) -> dict[str, Any]:
+        """One row for one cell; proxy failures become NaN plus status/error, never raise."""
+        index = self.space.index_of(arch)
+        row: dict[str, Any] = dict.fromkeys(self.columns, math.nan)
+        row.update(space=self.space.name, index=index, arch=self.space.arch_str(index),
+                   dataset=self.dataset.name, seed=self.seed, device=str(self.device),
+                   status=STATUS_OK, error="")
+        degenerate = self.space.is_degenerate(index)
+        if degenerate:
+            row["status"] = STATUS_DEGENERATE
+        errors: list[str] = []
+        cell_seed = derive_seed(self.seed, self.space.name, index)
+        with measured(self.device) as build:
+            with seeded(cell_seed):
+                model = self.space.build(index, self.dataset.num_classes)
+            model.to(self.device)
+            initial = {k: v.clone() for k, v in model.state_dict().items()}
+        row["build_time_s"] = build.seconds
+        for i, cp in enumerate(self.proxies):
+            if degenerate and not cp.proxy.structural:
+                continue
+            if i:
+                model.load_state_dict(initial)
+            model.zero_grad(set_to_none=True)
+            ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.label))
+            try:
+                with measured(self.device) as m, seeded(ctx.seed):
+                    values = cp.proxy.compute(model, self._probes[cp.probe_spec()], cp.options, ctx)
+                row.update(zip(cp.columns, (float(values[c]) for c in cp.proxy.components)))
+                row[f"{cp.label}_time_s"], row[f"{cp.label}_peak_mem_mb"] = m.seconds, m.peak_mb
+            except DegenerateNetwork as exc:
+                row["status"] = STATUS_DEGENERATE
+                errors.append(f"{cp.label}: {exc}")
+            except Exception as exc:  # noqa: BLE001 — one bad cell must not stop a batch
+                row["status"] = STATUS_ERROR
+                errors.append(f"{cp.label}: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+                self._release()
+        row["error"] = "; ".join(errors)
+        del model, initial
+        return row
+
+    def iter_scores(self, cells: Iterable[int | str]) -> Iterator[dict[str, Any]]:
+        """Rows for many cells, in order; the plain-Python path the Ray actors share."""
+        for n, cell in enumerate(cells, start=1):
+            yield self.score(cell)
+            if n % 50 == 0:
+                self._release()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _make_probe(self, spec: ProbeSpec) -> ProbeBatch | None:
+        resolution = spec.resolution or self.dataset.resolution
+        if spec.kind == "none":
+            return None
+        if spec.kind == "gaussian":
+            batch = gaussian_batch(spec.batch_size, resolution, self.dataset.num_classes, self.seed)
+        elif spec.kind == "real":
+            batch = real_batch(self.dataset.name, spec.batch_size, self.seed)
+        else:
+            raise ValueError(f"unknown probe kind {spec.kind!r}")
+        return batch.to(self.device)
+
+    def _release(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def score(
+    space: str | SearchSpace,
+    arch: int | str,
+    proxies: str | Sequence[str | ConfiguredProxy],
+    device: str | torch.device | None = None,
+    dataset: str = "cifar10",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score one cell: ``{component: value, ..., status, error, <proxy>_time_s, ...}``."""
+    return CellScorer(space, proxies, dataset=dataset, seed=seed, device=device).score(arch)
