@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--proxies", default="intrain;gradalign;params")
     ap.add_argument("--chunk", type=int, default=25)
+    ap.add_argument("--memory", action="store_true", help="measure CPU peak memory (~20%% slower)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -42,7 +43,7 @@ def main() -> None:
     for part in args.out.glob("part-*.parquet"):
         done.update(pq.read_table(part, columns=["index"]).column("index").to_pylist())
     todo = [c for c in cells if c not in done]
-    scorer = CellScorer("nb201", args.proxies, dataset=args.dataset, seed=args.seed)
+    scorer = CellScorer("nb201", args.proxies, dataset=args.dataset, seed=args.seed, measure_memory=args.memory)
     print(f"{len(done)} done, {len(todo)} to score", flush=True)
     start = time.time()
     for k in range(0, len(todo), args.chunk):

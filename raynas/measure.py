@@ -61,7 +61,9 @@ def _reset_cpu_peak() -> float | None:
 
 
 @contextlib.contextmanager
-def measured(device: torch.device) -> Iterator[Measurement]:
+def measured(device: torch.device, memory: bool = True) -> Iterator[Measurement]:
+    """Time the block; with ``memory`` also its peak memory (on CPU that costs ~20% more
+    time, for the page faults after trimming the heap; on CUDA it is free)."""
     result = Measurement()
     cuda = device.type == "cuda"
     if cuda:
@@ -69,7 +71,7 @@ def measured(device: torch.device) -> Iterator[Measurement]:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     else:
-        base = _reset_cpu_peak()
+        base = _reset_cpu_peak() if memory else None
     start = time.perf_counter()
     try:
         yield result

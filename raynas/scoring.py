@@ -44,7 +44,9 @@ class CellScorer:
         dataset: str = "cifar10",
         seed: int = 0,
         device: str | torch.device | None = None,
+        measure_memory: bool = True,
     ):
+        self.measure_memory = measure_memory
         self.space = get_space(space)
         self.proxies = parse_proxies(proxies)
         self.dataset = dataset_info(dataset)
@@ -92,7 +94,7 @@ class CellScorer:
             row["status"] = STATUS_DEGENERATE
         errors: list[str] = []
         cell_seed = derive_seed(self.seed, self.space.name, index)
-        with measured(self.device) as build:
+        with measured(self.device, memory=False) as build:
             with seeded(cell_seed):
                 model = self.space.build(index, self.dataset.num_classes)
             model.to(self.device)
@@ -106,7 +108,7 @@ class CellScorer:
             model.zero_grad(set_to_none=True)
             ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.label))
             try:
-                with measured(self.device) as m, seeded(ctx.seed):
+                with measured(self.device, self.measure_memory) as m, seeded(ctx.seed):
                     values = cp.proxy.compute(model, self._probes[cp.probe_spec()], cp.options, ctx)
                 row.update(zip(cp.columns, (float(values[c]) for c in cp.proxy.components)))
                 row[f"{cp.label}_time_s"], row[f"{cp.label}_peak_mem_mb"] = m.seconds, m.peak_mb

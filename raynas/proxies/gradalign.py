@@ -88,10 +88,7 @@ def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) ->
         gram += torch.bmm(signs, signs.transpose(1, 2)).double().cpu()
 
     per_class_1 = align.sum(1) / sizes
-    per_class_2 = []
-    for k, size in enumerate(sizes.long().tolist()):
-        sign, logdet = torch.linalg.slogdet(gram[k, :size, :size])
-        per_class_2.append(float(logdet) if float(sign) > 0 else -math.inf)
+    per_class_2 = [sign_gram_logdet(gram[k, :size, :size]) for k, size in enumerate(sizes.long().tolist())]
     ga1 = float(per_class_1.mean())
     return {
         "gradalign_1": ga1,
@@ -99,6 +96,18 @@ def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) ->
         "gradalign_2": sum(per_class_2) / len(per_class_2),
         "gradalign_classes": float(len(groups)),
     }
+
+
+def sign_gram_logdet(gram: torch.Tensor) -> float:
+    """log det of an integer Gram matrix of sign vectors; −inf when singular.
+
+    An integer matrix that is nonsingular has |det| ≥ 1, so a computed log det below
+    log(1/2) can only be round-off on a singular matrix.
+    """
+    sign, logdet = torch.linalg.slogdet(gram)
+    if float(sign) <= 0 or float(logdet) < math.log(0.5):
+        return -math.inf
+    return float(logdet)
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: GradAlignOptions, ctx: ProxyContext) -> dict[str, float]:

@@ -94,7 +94,7 @@ class NB201Space:
     def index_of(self, arch: int | str) -> int:
         if isinstance(arch, str) and arch.strip().lstrip("-").isdigit():
             arch = int(arch)
-        if isinstance(arch, int):
+        if not isinstance(arch, str):
             return self._check_index(arch)
         return _index_table()[1][parse_arch(arch)]
 

@@ -1,0 +1,81 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from raynas.probes import ProbeBatch
+from raynas.proxies.gradalign import alignment_scores, per_sample_gradients
+
+
+def test_alignment_hand_values_split_over_tensors():
+    # Class 0: g1 = [1,−2,3], g2 = [1,2,−1] → m = sign([2,0,2]) = [1,0,1];
+    #   s1·m = 2, s2·m = 0 → 1;   Gram [[3,−1],[−1,3]] → log det = log 8.
+    # Class 1: g3 = [−1,−1,−1], g4 = [−2,−3,−1] → m = [−1,−1,−1]; s·m = 3, 3 → 3;
+    #   Gram [[3,3],[3,3]] singular → −inf.  Class 2 has one sample: ignored.
+    g = torch.tensor([[1., -2, 3], [1, 2, -1], [-1, -1, -1], [-2, -3, -1], [5, 5, 5]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    out = alignment_scores([g[:, :2].reshape(5, 2, 1), g[:, 2:]], labels)
+    assert out["gradalign_1"] == pytest.approx(2.0)
+    assert out["gradalign_1_per_param"] == pytest.approx(2.0 / 3)
+    assert out["gradalign_2"] == -math.inf
+    assert out["gradalign_classes"] == 2
+    only_class0 = alignment_scores([g[:2]], labels[:2])
+    assert only_class0["gradalign_2"] == pytest.approx(math.log(8))
+
+
+def test_identical_samples_align_perfectly():
+    g = torch.randn(1, 50).repeat(6, 1)
+    g[:, 0] = 0.0  # a zero entry contributes nothing
+    out = alignment_scores([g], torch.zeros(6, dtype=torch.long))
+    assert out["gradalign_1"] == pytest.approx(49.0)
+    assert out["gradalign_1_per_param"] == pytest.approx(49 / 50)
+    assert out["gradalign_2"] == -math.inf  # rank-1 Gram
+
+
+def test_opposed_samples_cancel():
+    g = torch.randn(1, 40)
+    out = alignment_scores([torch.cat([g, -g])], torch.zeros(2, dtype=torch.long))
+    # Σ g = 0 → m = 0 → no alignment at all.
+    assert out["gradalign_1"] == 0.0
+
+
+def test_needs_a_class_with_two_samples():
+    with pytest.raises(ValueError, match="two or more"):
+        alignment_scores([torch.randn(3, 4)], torch.tensor([0, 1, 2]))
+
+
+def tiny_bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    )
+
+
+@pytest.mark.parametrize("bn", ["per_sample", "eval"])
+def test_vmap_gradients_equal_a_per_sample_loop(bn):
+    net = tiny_bn_net()
+    batch = ProbeBatch(torch.randn(5, 3, 6, 6), torch.tensor([0, 1, 2, 0, 1]))
+    grads = per_sample_gradients(net, batch, bn)
+    for i in range(5):
+        ref = tiny_bn_net()
+        ref.train(bn == "per_sample")  # per-sample BN == a batch-1 pass in train mode
+        loss = nn.functional.cross_entropy(ref(batch.inputs[i : i + 1]), batch.labels[i : i + 1])
+        loss.backward()
+        for name, p in ref.named_parameters():
+            torch.testing.assert_close(grads[name][i], p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_per_sample_mode_leaves_callers_network_untouched():
+    net = tiny_bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    per_sample_gradients(net, ProbeBatch(torch.randn(4, 3, 6, 6), torch.tensor([0, 0, 1, 1])), "per_sample")
+    after = net.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_unknown_bn_mode():
+    with pytest.raises(ValueError, match="bn"):
+        per_sample_gradients(tiny_bn_net(), ProbeBatch(torch.randn(2, 3, 4, 4), torch.tensor([0, 0])), "batch")

@@ -1,0 +1,85 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from raynas.probes import ProbeBatch
+from raynas.proxies.base import DegenerateNetwork, ProxyContext
+from raynas.proxies.intrain import InTrainOptions, compute, gradient_resilience, participation_ratio
+
+SIGNS = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+CTX = ProxyContext(torch.device("cpu"), 2, 0)
+
+
+def test_pr_hand_values():
+    # Cov = I → PR = 2; Cov = diag(1, 4) → PR = 25/17; identical channels → PR = 1.
+    assert participation_ratio(SIGNS) == pytest.approx(2.0, rel=1e-8)
+    assert participation_ratio(SIGNS * torch.tensor([1.0, 2.0])) == pytest.approx(25 / 17, rel=1e-8)
+    assert participation_ratio(SIGNS[:, :1].repeat(1, 3)) == pytest.approx(1.0, rel=1e-8)
+
+
+def test_pr_conv_layout_uses_channels():
+    # (N, C, H, W) → rows over N·H·W: 3 independent equal-variance channels → PR ≈ 3.
+    gen = torch.Generator().manual_seed(0)
+    act = torch.randn(64, 3, 8, 8, generator=gen)
+    assert participation_ratio(act) == pytest.approx(3.0, rel=0.02)
+
+
+def test_pr_bounds_and_scale_invariance():
+    gen = torch.Generator().manual_seed(1)
+    for channels in (1, 2, 7, 32):
+        a = torch.randn(200, channels, generator=gen) @ torch.randn(channels, channels, generator=gen)
+        pr = participation_ratio(a)
+        assert 1.0 - 1e-9 <= pr <= channels + 1e-9
+        assert participation_ratio(a * 1e3) == pytest.approx(pr, rel=1e-6)
+
+
+def test_dead_layers_count_as_collapsed():
+    assert participation_ratio(torch.zeros(16, 8, 4, 4)) == 1.0
+    assert participation_ratio(torch.full((16, 8), 3.5)) == 1.0  # constant: no variance
+    # A tiny but real signal is not dead: the threshold is relative to the activation scale.
+    assert participation_ratio(SIGNS * 1e-6) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_gradient_resilience_hand_values():
+    assert gradient_resilience(torch.tensor([1.0, -1.0, 1.0, -1.0])) == pytest.approx(1.0)
+    # mean 1, population std √3, max 4 → √3 / 4
+    assert gradient_resilience(torch.tensor([0.0, 0.0, 0.0, 4.0])) == pytest.approx(math.sqrt(3) / 4)
+    assert gradient_resilience(torch.zeros(5)) == 0.0
+    assert math.isnan(gradient_resilience(torch.tensor([1.0, float("nan")])))
+
+
+def test_intrain_on_identity_linear_layer():
+    # logits = x for x ∈ {±1}², labels 0: activation Cov = I → γ = log 2, L = 1. The weight
+    # gradient is [[a, −a], [−a, a]] (worked by hand), so r = std/max = 1 and o = 1:
+    # I = γ (1 + o) / log(L + 1) = log 2 · 2 / log 2 = 2.
+    net = nn.Sequential(nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(2))
+    out = compute(net, ProbeBatch(SIGNS, torch.zeros(4, dtype=torch.long)), InTrainOptions(), CTX)
+    assert out["gamma"] == pytest.approx(math.log(2), rel=1e-8)
+    assert out["L"] == 1.0
+    assert out["o"] == pytest.approx(1.0, rel=1e-6)
+    assert out["intrain"] == pytest.approx(2.0, rel=1e-6)
+    g = net[0].weight.grad
+    a = float(g[0, 0])
+    assert a > 0 and torch.allclose(g, torch.tensor([[a, -a], [-a, a]]))
+
+
+def test_intrain_grad_param_choices():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    batch = ProbeBatch(SIGNS, torch.tensor([0, 1, 0, 1]))
+    o_multi = compute(net, batch, InTrainOptions(grad_params="multi_element"), CTX)["o"]
+    net.zero_grad()
+    o_weights = compute(net, batch, InTrainOptions(grad_params="weights"), CTX)["o"]
+    # Every tensor has > 1 element here; "weights" drops the two bias vectors.
+    assert 0 < o_weights < o_multi <= 4
+
+
+def test_intrain_raises_on_input_independent_output():
+    net = nn.Sequential(nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.zero_()
+    with pytest.raises(DegenerateNetwork):
+        compute(net, ProbeBatch(SIGNS, torch.zeros(4, dtype=torch.long)), InTrainOptions(), CTX)
