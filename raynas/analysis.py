@@ -133,7 +133,9 @@ def load_nats_bench_ground_truth(benchmark_file: str | Path, hp: str = "200") ->
 def join_ground_truth(results: pa.Table, ground_truth: pa.Table, key: str = "index") -> pa.Table:
     """Results rows (one per cell) joined with the accuracy columns, by cell key."""
     accuracy_columns = [c for c in ground_truth.column_names if c != key and c not in results.column_names]
-    return results.join(ground_truth.select([key, *accuracy_columns]), key, join_type="left outer")
+    truth = ground_truth.select([key, *accuracy_columns])
+    truth = truth.set_column(0, key, truth.column(key).cast(results.schema.field(key).type))
+    return results.join(truth, key, join_type="left outer").sort_by(key)
 
 
 def correlation_table(
@@ -176,3 +178,40 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+NON_SCORE_COLUMNS = {"index", "seed", "L", "gradalign_classes", "build_time_s"}
+
+
+def score_columns(table: pa.Table) -> list[str]:
+    """The float columns that are scores (not timings, memory or diagnostics)."""
+    return [
+        f.name for f in table.schema
+        if pa.types.is_floating(f.type)
+        and f.name.split("__")[-1] not in NON_SCORE_COLUMNS
+        and not f.name.endswith(("_time_s", "_peak_mem_mb"))
+    ]
+
+
+def load_ground_truth(space: str, path: str | Path | None = None) -> tuple[pa.Table, dict[str, str]]:
+    """(accuracy table keyed by ``index``, dataset → accuracy column) for a space."""
+    if space == "nb201":
+        return load_nb201_ground_truth(path), NB201_ACCURACY
+    if space == "nb101":
+        from raynas.spaces.nb101_truth import load_nb101_ground_truth
+
+        return load_nb101_ground_truth(path), {"cifar10": "test_accuracy_single_run"}
+    raise ValueError(f"no ground truth known for space {space!r}")
+
+
+def correlation_report(results_dir: Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
+                       k: int = 10) -> list[dict[str, object]]:
+    """The correlation table of a results directory against its space's ground truth."""
+    from raynas.results import load_results, read_run_config
+
+    config = read_run_config(results_dir)["config"]
+    results = add_intrain_ablations(load_results(results_dir))
+    truth, accuracy_of = load_ground_truth(config["space"], ground_truth)
+    if config["dataset"] not in accuracy_of:
+        raise ValueError(f"no {config['space']} accuracies for dataset {config['dataset']!r}")
+    return correlation_table(results, truth, score_columns(results), accuracy_of[config["dataset"]], nan_policy, k)

@@ -65,7 +65,7 @@ def parse_proxy(request: str | ConfiguredProxy) -> ConfiguredProxy:
 def parse_proxies(requests: str | Iterable[str | ConfiguredProxy]) -> list[ConfiguredProxy]:
     """Several requests (a list, or one string separated by ';' or by ',' between names)."""
     if isinstance(requests, str):
-        requests = _split_request_string(requests)
+        requests = split_proxy_requests(requests)
     configured = [parse_proxy(r) for r in requests]
     if not configured:
         raise ValueError("no proxies requested")
@@ -78,7 +78,7 @@ def parse_proxies(requests: str | Iterable[str | ConfiguredProxy]) -> list[Confi
     return configured
 
 
-def _split_request_string(text: str) -> list[str]:
+def split_proxy_requests(text: str) -> list[str]:
     """Split on ';'; a chunk without options may also list names with ','.
 
     'intrain,gradalign' → two; 'in64=intrain:resolution=64,batch_size=32;gradalign' → two.

@@ -1,0 +1,131 @@
+"""``raynas`` command line: ``info``, ``score``, ``report``.
+
+    raynas info nb201
+    raynas score nb201 --proxies intrain,gradalign --out results/nb201 --limit 48
+    raynas report results/nb201
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from raynas.probes import DATASETS
+
+EMBEDDED_SAMPLE = 48  # cells scored by default on an embedded (laptop) Ray
+
+
+def parse_cells(text: str) -> list[int]:
+    """``"0:1000"`` (half-open range), ``"3,17,42"``, or a mix ``"0:10,99"``."""
+    cells: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            if ":" in part:
+                lo, hi = part.split(":")
+                cells.extend(range(int(lo), int(hi)))
+            else:
+                cells.append(int(part))
+        except ValueError:
+            raise ValueError(f"--cells: cannot read {part!r}; use START:STOP or comma-separated indices") from None
+    return cells
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from raynas.proxies.registry import PROXIES
+    from raynas.spaces import get_space
+
+    space = get_space(args.space)
+    print(f"space {space.name}: {len(space):,} cells")
+    print(f"example cell 0: {space.example()}")
+    print("proxies: " + ", ".join(f"{p.name} ({'real' if p.needs_real_data else 'no real'} data)" for p in PROXIES.values()))
+    print("datasets: " + ", ".join(DATASETS))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import os
+
+    from raynas.distributed.driver import RunOptions, run_scoring
+
+    cells = parse_cells(args.cells) if args.cells else None
+    limit = args.limit
+    embedded = not (args.address or os.environ.get("RAY_ADDRESS"))
+    if embedded and cells is None and limit is None and not args.all:
+        limit = EMBEDDED_SAMPLE
+        logging.getLogger("raynas").warning(
+            "embedded Ray (no --address): scoring the first %d cells; pass --all for the whole space", limit)
+    summary = run_scoring(RunOptions(
+        space=args.space, proxies=args.proxies, out=Path(args.out), dataset=args.dataset, seed=args.seed,
+        cells=cells, limit=limit, device=args.device, num_gpus_per_actor=args.num_gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor, max_actors=args.max_actors, shard_size=args.shard_size,
+        address=args.address, progress_interval_s=args.progress_interval,
+    ))
+    rate = summary.scored / summary.seconds if summary.seconds else 0.0
+    print(f"scored {summary.scored} cells ({summary.already_done} already done, {summary.error_rows} error rows) "
+          f"in {summary.seconds:.1f} s = {rate:.2f} cells/s on {summary.actors} {summary.device} actor(s) → {summary.out}")
+    if args.report:
+        return cmd_report(argparse.Namespace(results=args.out, nan_policy="worst", ground_truth=None, k=10))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from raynas.analysis import correlation_report, format_table
+
+    rows = correlation_report(Path(args.results), nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k)
+    print(format_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="raynas", description="Score NAS search spaces with zero-cost proxies on Ray.")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="size of a space and an example cell")
+    info.add_argument("space")
+    info.set_defaults(func=cmd_info)
+
+    score = sub.add_parser("score", help="score cells of a space into a resumable Parquet directory")
+    score.add_argument("space", help="nb201 or nb101")
+    score.add_argument("--proxies", default="intrain,gradalign,params",
+                       help="names, or 'label=name:opt=v,opt=v' separated by ';' (default: %(default)s)")
+    score.add_argument("--out", required=True, help="results directory (rerun the same command to resume)")
+    score.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--cells", help="START:STOP or comma-separated indices")
+    score.add_argument("--limit", type=int, help="only the first N selected cells")
+    score.add_argument("--all", action="store_true", help="the whole space even on an embedded Ray")
+    score.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    score.add_argument("--num-gpus-per-actor", type=float, default=1.0, help="fractions share a GPU, e.g. 0.25")
+    score.add_argument("--cpus-per-actor", type=float, default=1.0)
+    score.add_argument("--max-actors", type=int)
+    score.add_argument("--shard-size", type=int, help="cells per task and per Parquet part")
+    score.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
+    score.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    score.add_argument("--report", action="store_true", help="print the correlation table afterwards")
+    score.set_defaults(func=cmd_score)
+
+    report = sub.add_parser("report", help="rank correlation of a results directory against ground truth")
+    report.add_argument("results")
+    report.add_argument("--nan-policy", default="worst", choices=["worst", "omit"])
+    report.add_argument("--ground-truth", help="accuracy table (Parquet) instead of shared/data's")
+    report.add_argument("-k", type=int, default=10, help="k of the top-k columns")
+    report.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"raynas: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The Ray driver: select cells, skip those already written, shard the rest over a Ray Data
+actor pool (GPU actors, fractional allowed; CPU actors when the cluster has no GPU), and
+report progress. Rows are committed by the actors (:mod:`raynas.distributed.actor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raynas.distributed.progress import Progress
+from raynas.probes import dataset_info
+from raynas.proxies.registry import parse_proxies, split_proxy_requests
+from raynas.results import (acquire_lock, check_or_write_run_config, clean_temporaries,
+                            scored_cells)
+from raynas.spaces import get_space
+
+logger = logging.getLogger("raynas.driver")
+
+DEFAULT_SHARD = {"cpu": 16, "cuda": 128}
+
+
+@dataclass
+class RunOptions:
+    space: str
+    proxies: str | Sequence[str]
+    out: Path
+    dataset: str = "cifar10"
+    seed: int = 0
+    cells: Sequence[int] | None = None  # explicit selection (indices); None = whole space
+    limit: int | None = None  # first N of the selection
+    device: str = "auto"  # auto: GPU actors if the cluster has GPUs now, else CPU
+    num_gpus_per_actor: float = 1.0
+    cpus_per_actor: float = 1.0
+    max_actors: int | None = None
+    shard_size: int | None = None
+    address: str | None = None  # None: RAY_ADDRESS if set, else an embedded local Ray
+    max_restarts: int = 4  # actor restarts after a crash
+    max_task_retries: int = 4  # shard retries on a restarted actor
+    progress_interval_s: float = 10.0
+    log: logging.Logger = field(default=logger, repr=False)
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    selected: int
+    already_done: int
+    scored: int
+    error_rows: int
+    device: str
+    actors: int
+    seconds: float
+
+
+def scoring_config(space: str, proxies: str | Sequence[str], dataset: str, seed: int) -> dict:
+    """The config that determines every score (same as ``CellScorer.config()``), built
+    without loading probes."""
+    return {
+        "space": get_space(space).name,
+        "dataset": dataset_info(dataset).name,
+        "seed": int(seed),
+        "proxies": [cp.config_dict() for cp in parse_proxies(proxies)],
+    }
+
+
+def select_cells(space_name: str, cells: Sequence[int] | None, limit: int | None) -> list[int]:
+    space = get_space(space_name)
+    chosen = list(range(len(space))) if cells is None else [space.index_of(c) for c in cells]
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit must be positive, got {limit}")
+        chosen = chosen[:limit]
+    if len(set(chosen)) != len(chosen):
+        raise ValueError("the cell selection names some cells twice")
+    return chosen
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import torch
+
+    from raynas import __version__
+
+    return {"raynas": __version__, "torch": torch.__version__, "ray": ray.__version__,
+            "python": platform.python_version()}
+
+
+def _connect(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # Embedded: one logical CPU more than cores, so Ray Data's own operators never wait
+        # behind the scorer actors (a 2-CPU pool otherwise can deadlock).
+        ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False,
+                 log_to_driver=False)
+
+
+def _plan_actors(opts: RunOptions) -> tuple[str, int, float | None]:
+    """(device, max actors, GPUs per actor) from the options and the cluster now."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if gpus > 0 else "cpu"
+        opts.log.warning("device auto: cluster has %g GPU(s) → %s actors%s", gpus, device.upper(),
+                         "" if gpus else " (pass --device cuda on a cluster whose GPU workers autoscale from 0)")
+    if device == "cuda":
+        if not 0 < opts.num_gpus_per_actor <= 1 and opts.num_gpus_per_actor != int(opts.num_gpus_per_actor):
+            raise ValueError(f"--num-gpus-per-actor must be in (0, 1] or a whole number, got {opts.num_gpus_per_actor}")
+        fit = int(gpus / opts.num_gpus_per_actor) if gpus else 0
+        return device, opts.max_actors or fit or 8, opts.num_gpus_per_actor
+    if device != "cpu":
+        raise ValueError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
+    fit = max(1, int((os.cpu_count() if not opts.address else cpus) // opts.cpus_per_actor))
+    return device, opts.max_actors or fit, None
+
+
+def run_scoring(opts: RunOptions) -> RunSummary:
+    import time
+
+    import ray
+
+    start = time.monotonic()
+    out = Path(opts.out).resolve()
+    config = scoring_config(opts.space, opts.proxies, opts.dataset, opts.seed)
+    selection = select_cells(opts.space, opts.cells, opts.limit)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(out)
+    try:
+        check_or_write_run_config(out, config, _versions())
+        if removed := clean_temporaries(out):
+            opts.log.warning("removed %d unfinished temporary file(s) of an interrupted run", removed)
+        done = scored_cells(out)
+        todo = [c for c in selection if c not in done]
+        already = len(selection) - len(todo)
+        opts.log.warning("%d cells selected, %d already in %s, %d to score", len(selection), already, out, len(todo))
+        if not todo:
+            return RunSummary(out, len(selection), already, 0, 0, "-", 0, time.monotonic() - start)
+
+        _connect(opts.address)
+        device, actors, gpus_per_actor = _plan_actors(opts)
+        size = opts.shard_size or DEFAULT_SHARD[device]
+        shards = [todo[i : i + size] for i in range(0, len(todo), size)]
+        actors = max(1, min(actors, len(shards)))
+        opts.log.warning("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
+        ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
+        dataset = ray.data.from_items([{"cells": s} for s in shards], override_num_blocks=len(shards))
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
+            # **ray_remote_args, which warns about a deprecation planned for 2.64.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config)
+        progress = Progress(len(todo), already, opts.progress_interval_s)
+        for summary in summaries.iter_rows():
+            progress.update(int(summary["cells"]), int(summary["errors"]))
+        return RunSummary(out, len(selection), already, progress.done, progress.errors, device, actors,
+                          time.monotonic() - start)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, gpus_per_actor: float | None, config: dict):
+    from ray.data import ActorPoolStrategy
+
+    from raynas.distributed.actor import ShardScorer
+
+    return dataset.map_batches(
+        ShardScorer,
+        fn_constructor_kwargs={
+            "space": opts.space, "proxies": _as_list(opts.proxies),
+            "dataset": opts.dataset, "seed": opts.seed, "device": device, "out": str(out),
+            "threads": int(opts.cpus_per_actor), "config": config,
+        },
+        batch_size=1,
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        num_cpus=opts.cpus_per_actor,
+        num_gpus=gpus_per_actor,
+        max_restarts=opts.max_restarts,
+        max_task_retries=opts.max_task_retries,
+    )
+
+
+def _as_list(proxies: str | Sequence[str]) -> list[str]:
+    return split_proxy_requests(proxies) if isinstance(proxies, str) else list(proxies)
