@@ -9,8 +9,8 @@ derived from those, and every proxy starts from the same initial weights.
 from __future__ import annotations
 
 import gc
+import logging
 import math
-import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -22,6 +22,8 @@ from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, P
 from raynas.proxies.registry import parse_proxies
 from raynas.seeding import derive_seed, seeded
 from raynas.spaces import SearchSpace, get_space
+
+logger = logging.getLogger("raynas.scoring")
 
 ROW_KEYS = ("space", "index", "arch", "dataset", "seed", "device", "status", "error")
 STATUS_OK, STATUS_DEGENERATE, STATUS_ERROR = "ok", "degenerate", "error"
@@ -118,7 +120,7 @@ class CellScorer:
             except Exception as exc:  # noqa: BLE001 — one bad cell must not stop a batch
                 row["status"] = STATUS_ERROR
                 errors.append(f"{cp.label}: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
+                logger.exception("cell %d: proxy %s failed", index, cp.label)
                 self._release()
         row["error"] = "; ".join(errors)
         del model, initial

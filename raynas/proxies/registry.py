@@ -46,8 +46,8 @@ def parse_proxy(request: str | ConfiguredProxy) -> ConfiguredProxy:
     """``[label=]name[:key=value[,key=value...]]`` → ConfiguredProxy, with errors naming the request."""
     if isinstance(request, ConfiguredProxy):
         return request
-    label, _, rest = request.rpartition("=") if "=" in request.split(":", 1)[0] else ("", "", request)
-    name, _, opts = rest.partition(":")
+    head, _, opts = request.partition(":")
+    label, _, name = head.rpartition("=")
     proxy = get_proxy(name.strip())
     fields = {f.name: f for f in dataclasses.fields(proxy.options_cls)}
     hints = typing.get_type_hints(proxy.options_cls)

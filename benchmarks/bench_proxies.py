@@ -1,0 +1,64 @@
+"""Per-cell time and peak memory of each proxy: median over a fixed set of NB201 cells.
+
+    python benchmarks/bench_proxies.py                       # 50 cells, CPU (or CUDA if present)
+    python benchmarks/bench_proxies.py --device cuda --cells 50 --json out.json
+
+The first cell is scored twice and its first result dropped (vmap/cuDNN warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import numpy as np
+import torch
+
+from raynas.scoring import CellScorer
+
+
+def fixed_cells(n: int, seed: int = 7) -> list[int]:
+    from raynas.spaces import get_space
+
+    space = get_space("nb201")
+    rng = np.random.default_rng(seed)
+    cells = [int(c) for c in rng.permutation(len(space)) if not space.is_degenerate(int(c))]
+    return sorted(cells[:n])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--proxies", default="intrain;gradalign")
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--cells", type=int, default=50)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="write the medians here too")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    scorer = CellScorer("nb201", args.proxies, dataset=args.dataset, device=args.device)
+    cells = fixed_cells(args.cells)
+    scorer.score(cells[0])  # warm-up
+    rows = [scorer.score(c) for c in cells]
+    report = {"device": str(scorer.device), "threads": args.threads, "cells": len(cells), "proxies": {}}
+    if scorer.device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(scorer.device)
+    total = [sum(r[f"{cp.label}_time_s"] for cp in scorer.proxies) + r["build_time_s"] for r in rows]
+    print(f"{len(cells)} NB201 cells on {report['device']} ({args.threads} thread(s)), medians:")
+    for cp in scorer.proxies:
+        t = statistics.median(r[f"{cp.label}_time_s"] for r in rows)
+        m = statistics.median(r[f"{cp.label}_peak_mem_mb"] for r in rows)
+        mx = max(r[f"{cp.label}_peak_mem_mb"] for r in rows)
+        report["proxies"][cp.label] = {"median_s": t, "median_peak_mb": m, "max_peak_mb": mx}
+        print(f"  {cp.label:12s} {t:8.3f} s/cell   peak {m:8.1f} MiB (max {mx:.1f})")
+    report["median_total_s"] = statistics.median(total)
+    print(f"  {'all + build':12s} {report['median_total_s']:8.3f} s/cell")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raynas.analysis import add_intrain_ablations, correlation_table, rank_correlation, top_k
+
+
+def test_perfect_and_reversed_rankings():
+    acc = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert rank_correlation([10, 20, 30, 40, 50], acc)["kendall_tau"] == pytest.approx(1.0)
+    r = rank_correlation([5, 4, 3, 2, 1], acc)
+    assert r["kendall_tau"] == pytest.approx(-1.0) and r["spearman_rho"] == pytest.approx(-1.0)
+
+
+def test_nan_policies():
+    scores = [math.nan, 2.0, 3.0, -math.inf, 5.0]
+    acc = [1.0, 2.0, 3.0, 0.5, 5.0]
+    worst = rank_correlation(scores, acc, "worst")
+    assert worst["n"] == 5 and worst["n_nan"] == 2
+    omit = rank_correlation(scores, acc, "omit")
+    assert omit["n"] == 3 and omit["kendall_tau"] == pytest.approx(1.0)
+    # Cells without accuracy are dropped under both policies.
+    assert rank_correlation([1, 2, 3, 4], [1, 2, math.nan, 4])["n"] == 3
+
+
+def test_top_k():
+    scores = np.array([0.1, 0.9, 0.5, 0.7])
+    acc = np.array([90.0, 80.0, 95.0, 70.0])
+    out = top_k(scores, acc, k=2)
+    assert out["top1_accuracy"] == 80.0  # best-scored cell is index 1
+    assert out["best_of_top2"] == 80.0 and out["recall_top2"] == 0.0
+
+
+def test_additive_ablation_and_table():
+    results = pa.table({"index": [0, 1, 2, 3], "dataset": ["cifar10"] * 4,
+                        "gamma": [1.0, 2.0, 3.0, 4.0], "o": [4.0, 3.0, 2.0, 1.0]})
+    results = add_intrain_ablations(results)
+    np.testing.assert_allclose(results.column("intrain_additive").to_numpy(), 0.0, atol=1e-12)
+    truth = pa.table({"index": pa.array([3, 2, 1, 0], pa.int32()), "cifar10_test": [4.0, 3.0, 2.0, 1.0]})
+    rows = {r["score"]: r for r in correlation_table(results, truth, ["gamma", "o"])}
+    assert rows["gamma"]["kendall_tau"] == pytest.approx(1.0)
+    assert rows["o"]["kendall_tau"] == pytest.approx(-1.0)

@@ -1,0 +1,52 @@
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from raynas.results import (OutputLocked, RunConfigMismatch, acquire_lock, check_or_write_run_config,
+                            clean_temporaries, load_results, part_name, row_schema, rows_to_table,
+                            scored_cells, write_part_atomic)
+
+COLUMNS = ["space", "index", "arch", "dataset", "seed", "device", "status", "error", "intrain"]
+
+
+def rows(cells):
+    return [dict(space="nb201", index=c, arch=f"a{c}", dataset="cifar10", seed=0, device="cpu",
+                 status="ok", error="", intrain=float(c)) for c in cells]
+
+
+def test_parts_are_atomic_deterministic_and_readable(tmp_path):
+    schema = row_schema(COLUMNS, {"space": "nb201"})
+    assert part_name([3, 1, 2]) == part_name([3, 1, 2]) != part_name([1, 2])
+    write_part_atomic(rows_to_table(rows([0, 1]), schema), tmp_path, part_name([0, 1]))
+    write_part_atomic(rows_to_table(rows([0, 1]), schema), tmp_path, part_name([0, 1]))  # retry: same file
+    write_part_atomic(rows_to_table(rows([5]), schema), tmp_path, part_name([5]))
+    (tmp_path / ".tmp-dead-part-0000009-x.parquet").write_bytes(b"PAR1 truncated")  # a killed writer
+    assert scored_cells(tmp_path) == {0, 1, 5}
+    table = load_results(tmp_path)
+    assert table.column("index").to_pylist() == [0, 1, 5]
+    assert pq.read_schema(next(tmp_path.glob("part-*"))).metadata[b"raynas.config"] == b'{"space": "nb201"}'
+    assert clean_temporaries(tmp_path) == 1
+
+
+def test_nan_scores_keep_the_schema(tmp_path):
+    schema = row_schema(COLUMNS)
+    r = rows([7])
+    r[0]["intrain"] = float("nan")
+    table = rows_to_table(r, schema)
+    assert table.schema.field("intrain").type == "double" and table.column("intrain").null_count == 0
+
+
+def test_different_config_is_refused(tmp_path):
+    check_or_write_run_config(tmp_path, {"seed": 0}, {"raynas": "x"})
+    check_or_write_run_config(tmp_path, {"seed": 0}, {"raynas": "y"})  # same config: fine
+    with pytest.raises(RunConfigMismatch, match="different scoring configuration"):
+        check_or_write_run_config(tmp_path, {"seed": 1}, {"raynas": "x"})
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    lock = acquire_lock(tmp_path)
+    with pytest.raises(OutputLocked):
+        acquire_lock(tmp_path)
+    lock.write_text('{"host": "%s", "pid": 999999999}' % os.uname().nodename)  # dead pid
+    assert acquire_lock(tmp_path).exists()

@@ -1,0 +1,109 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from raynas import score
+from raynas.probes import balanced_indices, gaussian_batch, real_batch
+from raynas.proxies.registry import parse_proxies, parse_proxy
+from raynas.scoring import CellScorer
+
+CHEAP = "intrain:batch_size=8,resolution=16;params;flops"
+
+
+def test_row_has_components_status_and_timings():
+    row = score("nb201", 13714, CHEAP, device="cpu")
+    assert row["index"] == 13714 and row["status"] == "ok" and row["error"] == ""
+    assert row["params"] == 1_073_466
+    assert row["flops"] == pytest.approx(153.27e6, rel=1e-3)  # API: 153.27 MFLOPs (C10)
+    assert row["intrain"] == pytest.approx(row["gamma"] * (1 + row["o"]) / math.log(row["L"] + 1))
+    assert row["intrain_time_s"] > 0 and row["build_time_s"] > 0
+
+
+def test_scores_depend_only_on_cell_not_on_order():
+    cells = [5, 13714, 1, 777]
+    forward = {r["index"]: r for r in CellScorer("nb201", CHEAP).iter_scores(cells)}
+    backward = {r["index"]: r for r in CellScorer("nb201", CHEAP).iter_scores(cells[::-1])}
+    torch.manual_seed(12345)  # global RNG state must not matter
+    single = score("nb201", 777, CHEAP)
+    for i in cells:
+        assert forward[i]["intrain"] == backward[i]["intrain"]
+        assert forward[i]["o"] == backward[i]["o"]
+    assert single["intrain"] == forward[777]["intrain"]
+
+
+def test_seed_changes_scores():
+    assert score("nb201", 1, CHEAP, seed=0)["intrain"] != score("nb201", 1, CHEAP, seed=1)["intrain"]
+
+
+def test_degenerate_cell_gives_nan_with_status_but_structure_still_counts():
+    row = score("nb201", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", CHEAP)
+    assert row["status"] == "degenerate"
+    assert math.isnan(row["intrain"]) and math.isnan(row["gamma"])
+    assert row["params"] > 0
+
+
+def test_failing_proxy_becomes_error_row_without_stopping():
+    scorer = CellScorer("nb201", CHEAP)
+
+    def boom(model, batch, options, ctx):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    failing = dataclasses.replace(scorer.proxies[0].proxy, compute=boom)
+    scorer.proxies[0] = dataclasses.replace(scorer.proxies[0], proxy=failing)
+    rows = list(scorer.iter_scores([1, 2]))
+    assert [r["status"] for r in rows] == ["error", "error"]
+    assert "intrain: RuntimeError: CUDA out of memory" in rows[0]["error"]
+    assert math.isnan(rows[0]["intrain"]) and rows[0]["params"] > 0
+
+
+def test_proxy_requests_parse_and_fail_clearly():
+    cp = parse_proxy("in64=intrain:resolution=64,batch_size=32")
+    assert cp.label == "in64" and cp.options.resolution == 64 and cp.options.batch_size == 32
+    assert cp.columns[0] == "in64__intrain"
+    assert [c.label for c in parse_proxies("intrain,gradalign")] == ["intrain", "gradalign"]
+    with pytest.raises(ValueError, match="unknown proxy 'synflw'"):
+        parse_proxies("synflw")
+    with pytest.raises(ValueError, match="bad option 'res=3'"):
+        parse_proxy("intrain:res=3")
+    with pytest.raises(ValueError, match="cannot read 'big'"):
+        parse_proxy("intrain:resolution=big")
+    with pytest.raises(ValueError, match="both produce column"):
+        parse_proxies(["intrain", "intrain:resolution=64"])
+
+
+def test_unknown_dataset_and_missing_imagenet_images():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar1000'"):
+        CellScorer("nb201", "params", dataset="cifar1000")
+    with pytest.raises(FileNotFoundError, match="ImageNet16-120 images are not available"):
+        CellScorer("nb201", "gradalign", dataset="imagenet16-120")
+    # Synthetic-data proxies still work on ImageNet16-120 (16×16, 120 classes).
+    row = score("nb201", 1, "intrain:batch_size=8;params", dataset="imagenet16-120")
+    assert row["params"] == 802_426 + 64 * 110 + 110
+
+
+def test_missing_data_dir_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAYNAS_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="probe images for 'cifar10' missing"):
+        real_batch("cifar10", 16, 0)
+
+
+def test_gaussian_probe_is_seeded_privately():
+    a, b = gaussian_batch(8, 8, 10, seed=3), gaussian_batch(8, 8, 10, seed=3)
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.inputs, gaussian_batch(8, 8, 10, seed=4).inputs)
+
+
+def test_balanced_real_batches(shared_data):
+    import numpy as np
+
+    labels = np.repeat(np.arange(100), 9)
+    idx = balanced_indices(labels, 128, seed=0)
+    counts = np.bincount(labels[idx], minlength=100)
+    assert len(idx) == 128 and len(set(idx)) == 128
+    assert (counts[counts > 0] == 2).all() and (counts > 0).sum() == 64
+    batch = real_batch("cifar10", 128, 0)
+    per_class = torch.bincount(batch.labels, minlength=10)
+    assert per_class.min() >= 12 and per_class.max() <= 13
+    assert abs(float(batch.inputs.mean())) < 0.3 and 0.7 < float(batch.inputs.std()) < 1.3
