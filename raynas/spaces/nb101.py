@@ -1,0 +1,113 @@
+"""NAS-Bench-101: 423,624 unique cells, indexed in ascending order of the benchmark hash.
+
+The cell table is enumerated on first use (a few minutes on 2 cores) and cached as Parquet
+in the user cache directory (``RAYNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/raynas`` or
+``~/.cache/raynas``); later loads take about a second. An arch string is the cell's hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from torch import nn
+
+from raynas.spaces.nb101_graph import INPUT, OPS, OUTPUT, enumerate_cells, prune, spec_hash, validate_spec
+
+NUM_CELLS = 423_624
+CACHE_NAME = "nb101_cells_v2.parquet"  # v2: the benchmark's representative of each class
+_HASH = re.compile(r"^[0-9a-f]{32}$")
+
+
+def cache_dir() -> Path:
+    if os.environ.get("RAYNAS_CACHE_DIR"):
+        return Path(os.environ["RAYNAS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "raynas"
+
+
+def build_cell_table(path: Path, processes: int | None = None) -> pa.Table:
+    """Enumerate the space and write the cache atomically."""
+    cells = enumerate_cells(processes)
+    table = pa.table({
+        "hash": [c[0] for c in cells],
+        "n_vertices": pa.array([c[1] for c in cells], pa.int8()),
+        "rows": pa.array([list(c[2]) + [0] * (7 - len(c[2])) for c in cells], pa.list_(pa.uint8(), 7)),
+        "ops": ["".join(map(str, c[3])) for c in cells],
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return table
+
+
+@functools.cache
+def cell_table() -> pa.Table:
+    path = cache_dir() / CACHE_NAME
+    table = pq.read_table(path) if path.is_file() else build_cell_table(path)
+    if table.num_rows != NUM_CELLS:
+        raise RuntimeError(f"NB101 cell cache {path} holds {table.num_rows} cells, expected {NUM_CELLS}; delete it")
+    return table
+
+
+@functools.cache
+def _hash_index() -> dict[str, int]:
+    return {h: i for i, h in enumerate(cell_table().column("hash").to_pylist())}
+
+
+class NB101Space:
+    """NAS-Bench-101 behind the :class:`~raynas.spaces.base.SearchSpace` interface."""
+
+    name = "nb101"
+
+    def __len__(self) -> int:
+        return NUM_CELLS
+
+    def spec(self, index: int) -> tuple[np.ndarray, list[str]]:
+        """(adjacency matrix, ops) of a cell, pruned as the benchmark stores it."""
+        row = cell_table().slice(self._check_index(index), 1).to_pylist()[0]
+        n = row["n_vertices"]
+        matrix = np.array([[row["rows"][v] >> w & 1 for w in range(n)] for v in range(n)], dtype=np.int64)
+        return matrix, [INPUT, *(OPS[int(c)] for c in row["ops"]), OUTPUT]
+
+    def index_of(self, arch: int | str) -> int:
+        if isinstance(arch, str) and not _HASH.match(arch) and arch.strip().isdigit():
+            arch = int(arch)  # an index given as text (a 32-digit string is a hash)
+        if not isinstance(arch, str):
+            return self._check_index(arch)
+        if not _HASH.match(arch):
+            raise ValueError(f"NB101 arch {arch!r} is neither an index nor a 32-hex-digit cell hash")
+        if arch not in _hash_index():
+            raise ValueError(f"NB101 hash {arch!r} is not a cell of the space")
+        return _hash_index()[arch]
+
+    def index_of_spec(self, matrix: np.ndarray, ops: list[str]) -> int:
+        """Index of an (adjacency, ops) spec; pruned first, isomorphs map to one index."""
+        validate_spec(matrix, ops)
+        return self.index_of(spec_hash(*prune(matrix, ops)))
+
+    def arch_str(self, index: int) -> str:
+        return cell_table().column("hash")[self._check_index(index)].as_py()
+
+    def is_degenerate(self, index: int) -> bool:
+        return False  # every enumerated cell has an input→output path
+
+    def build(self, index: int, num_classes: int) -> nn.Module:
+        from raynas.spaces.nb101_network import NB101Network
+
+        return NB101Network(*self.spec(index), num_classes=num_classes)
+
+    def example(self) -> str:
+        return self.arch_str(0)
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < NUM_CELLS:
+            raise ValueError(f"NB101 index {index!r} out of range: must be an int in [0, {NUM_CELLS})")
+        return index
