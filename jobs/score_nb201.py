@@ -8,10 +8,7 @@ Arguments are those of ``raynas score`` (see ``raynas score --help``); ``--repor
 
 import sys
 
-from raynas.cli import main
+from raynas.cli import run_job
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if not any(a == "--out" or a.startswith("--out=") for a in args):
-        args += ["--out", "results/nb201"]
-    sys.exit(main(["score", "nb201", "--report", *args]))
+    sys.exit(run_job("nb201", sys.argv[1:]))

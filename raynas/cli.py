@@ -127,5 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def run_job(space: str, argv: Sequence[str]) -> int:
+    """Entry of ``jobs/score_<space>.py``: ``raynas score SPACE --report`` with a default --out."""
+    args = list(argv)
+    if not any(a == "--out" or a.startswith("--out=") for a in args):
+        args += ["--out", f"results/{space}"]
+    return main(["score", space, "--report", *args])
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -36,6 +36,17 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
+                   dataset: str, seed: int) -> dict[str, Any]:
+    """What determines every score of a run: recorded with it, compared on resume."""
+    return {
+        "space": get_space(space).name,
+        "dataset": dataset_info(dataset).name,
+        "seed": int(seed),
+        "proxies": [cp.config_dict() for cp in parse_proxies(proxies)],
+    }
+
+
 class CellScorer:
     """Scores cells of one space with a fixed set of configured proxies on one device."""
 
@@ -76,12 +87,7 @@ class CellScorer:
 
     def config(self) -> dict[str, Any]:
         """Everything that determines a row's scores (recorded with every run)."""
-        return {
-            "space": self.space.name,
-            "dataset": self.dataset.name,
-            "seed": self.seed,
-            "proxies": [cp.config_dict() for cp in self.proxies],
-        }
+        return scoring_config(self.space, self.proxies, self.dataset.name, self.seed)
 
     # -- scoring ------------------------------------------------------------------------
     def score(self, arch: int | str) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raynas.distributed.progress import Progress
-from raynas.probes import dataset_info
-from raynas.proxies.registry import parse_proxies, split_proxy_requests
+from raynas.proxies.registry import split_proxy_requests
+from raynas.scoring import scoring_config
 from raynas.results import (acquire_lock, check_or_write_run_config, clean_temporaries,
                             scored_cells)
 from raynas.spaces import get_space
@@ -56,17 +56,6 @@ class RunSummary:
     device: str
     actors: int
     seconds: float
-
-
-def scoring_config(space: str, proxies: str | Sequence[str], dataset: str, seed: int) -> dict:
-    """The config that determines every score (same as ``CellScorer.config()``), built
-    without loading probes."""
-    return {
-        "space": get_space(space).name,
-        "dataset": dataset_info(dataset).name,
-        "seed": int(seed),
-        "proxies": [cp.config_dict() for cp in parse_proxies(proxies)],
-    }
 
 
 def select_cells(space_name: str, cells: Sequence[int] | None, limit: int | None) -> list[int]:

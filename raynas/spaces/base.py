@@ -35,3 +35,10 @@ class SearchSpace(Protocol):
     def example(self) -> str:
         """An example arch string for help texts."""
         ...
+
+
+def check_index(space: str, index: object, size: int) -> int:
+    """``index`` as a valid cell index of a space of ``size`` cells, or a ValueError naming it."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+        raise ValueError(f"{space} index {index!r} out of range: must be an int in [0, {size})")
+    return index

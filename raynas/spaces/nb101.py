@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from torch import nn
 
+from raynas.spaces.base import check_index
+
 from raynas.spaces.nb101_graph import INPUT, OPS, OUTPUT, enumerate_cells, prune, spec_hash, validate_spec
 
 NUM_CELLS = 423_624
@@ -108,6 +110,4 @@ class NB101Space:
         return self.arch_str(0)
 
     def _check_index(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < NUM_CELLS:
-            raise ValueError(f"NB101 index {index!r} out of range: must be an int in [0, {NUM_CELLS})")
-        return index
+        return check_index("NB101", index, NUM_CELLS)

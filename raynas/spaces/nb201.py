@@ -12,6 +12,8 @@ from importlib import resources
 
 from torch import nn
 
+from raynas.spaces.base import check_index
+
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (target node, source node) for the six edges, in arch-string order.
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -113,6 +115,4 @@ class NB201Space:
         return self.arch_str(0)
 
     def _check_index(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < NUM_CELLS:
-            raise ValueError(f"NB201 index {index!r} out of range: must be an int in [0, {NUM_CELLS})")
-        return index
+        return check_index("NB201", index, NUM_CELLS)
