@@ -33,7 +33,7 @@ def main() -> None:
     start, marks = time.time(), {}
     for n, cell in enumerate(order, start=1):
         scorer.score(int(cell))
-        if n in (100, 500, 1000) or n == args.cells:
+        if n in (100, 500, 1000, 1500) or n == args.cells:
             marks[n] = rss_mb()
             print(f"after {n:5d} cells: RSS {marks[n]:8.1f} MiB ({time.time() - start:.0f} s)", flush=True)
     print(f"growth from 100 to {args.cells} cells: {marks[args.cells] - marks[100]:+.1f} MiB")

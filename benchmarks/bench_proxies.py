@@ -2,6 +2,7 @@
 
     python benchmarks/bench_proxies.py                       # 50 cells, CPU (or CUDA if present)
     python benchmarks/bench_proxies.py --device cuda --cells 50 --json out.json
+    python benchmarks/bench_proxies.py --proxies baselines --alone   # shared pass vs one at a time
 
 The first cell is scored twice and its first result dropped (vmap/cuDNN warm-up).
 """
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the medians here too")
+    ap.add_argument("--alone", action="store_true",
+                    help="also score each proxy in a scorer of its own and compare the total time")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -55,6 +58,20 @@ def main() -> None:
         print(f"  {cp.label:12s} {t:8.3f} s/cell   peak {m:8.1f} MiB (max {mx:.1f})")
     report["median_total_s"] = statistics.median(total)
     print(f"  {'all + build':12s} {report['median_total_s']:8.3f} s/cell")
+    if args.alone:
+        # The same cells, each proxy in its own scorer: every one builds the cell and pays
+        # for its own forward/backward, as when proxies are run one at a time.
+        alone_total = [0.0] * len(cells)
+        for cp in scorer.proxies:
+            single = CellScorer("nb201", [cp], dataset=args.dataset, device=args.device)
+            single.score(cells[0])
+            for n, c in enumerate(cells):
+                r = single.score(c)
+                alone_total[n] += r[f"{cp.label}_time_s"] + r["build_time_s"]
+        together, alone = statistics.median(total), statistics.median(alone_total)
+        report["median_alone_total_s"] = alone
+        print(f"  one proxy at a time: {alone:.3f} s/cell; together: {together:.3f} s/cell "
+              f"(saves {100 * (1 - together / alone):.0f}%)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -6,7 +6,11 @@ for the correlation studies of docs/results.md.
     python benchmarks/score_sample.py --space nb101 --out runs/nb101_s300 --n 300 --proxies "intrain;params"
 
 NB201 samples are drawn from all 15,625 cells; NB101 samples from the 5,000 cells that have
-accuracies in ``shared/data/nb101/accuracy_sample5000.parquet``.
+accuracies in ``shared/data/nb101/accuracy_sample5000.parquet``. ``--pool naslib`` draws
+from the cells NASLib published zero-cost scores for instead (for benchmarks/peer_agreement.py):
+
+    python benchmarks/score_sample.py --pool naslib --out runs/naslib150_c10 --n 150 \
+        --proxies "grad_norm;snip;grasp;fisher;jacob_cov;synflow;naswot;zen;zico;params;flops"
 """
 
 from __future__ import annotations
@@ -23,14 +27,30 @@ import torch
 from raynas.scoring import CellScorer
 
 
-def sample_cells(space: str, n: int, sample_seed: int) -> list[int]:
+def cell_pool(space: str, pool: str) -> np.ndarray:
+    """Cell indices a sample is drawn from."""
+    from raynas.datafiles import data_file
+
     if space == "nb101":
+        if pool == "naslib":
+            from raynas.spaces import get_space
+
+            hashes = pq.read_table(data_file("nb101/peer_scores_naslib_subset500.parquet"), columns=["hash"])
+            return np.asarray([get_space("nb101").index_of(h) for h in hashes.column("hash").to_pylist()])
         from raynas.spaces.nb101_truth import load_nb101_ground_truth
 
-        pool = np.asarray(load_nb101_ground_truth().column("index"))
-    else:
-        pool = np.arange(15_625)
-    return sorted(int(i) for i in np.random.default_rng(sample_seed).choice(pool, n, replace=False))
+        return np.asarray(load_nb101_ground_truth().column("index"))
+    if pool == "naslib":
+        table = pq.read_table(data_file("nb201/peer_scores_naslib_subset.parquet"), columns=["dataset", "index"])
+        return np.unique(np.asarray(table.column("index")))
+    return np.arange(15_625)
+
+
+def sample_cells(space: str, n: int, sample_seed: int, pool: str = "all", subsample: int | None = None) -> list[int]:
+    """``n`` cells drawn with ``sample_seed``, sorted; ``subsample`` keeps the first K in
+    draw order (a random subset of the same sample)."""
+    drawn = np.random.default_rng(sample_seed).choice(cell_pool(space, pool), n, replace=False)
+    return sorted(int(i) for i in drawn[:subsample])
 
 
 def main() -> None:
@@ -39,8 +59,10 @@ def main() -> None:
     ap.add_argument("--space", default="nb201", choices=["nb201", "nb101"])
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--first", type=int, default=None, help="score only the first K cells of the sample")
+    ap.add_argument("--first", type=int, default=None, help="score only the K lowest-index cells of the sample")
+    ap.add_argument("--subsample", type=int, default=None, help="score a random K of the sample (first K drawn)")
     ap.add_argument("--sample-seed", type=int, default=2026)
+    ap.add_argument("--pool", default="all", choices=["all", "naslib"], help="draw from all cells or NASLib's scored ones")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--proxies", default="intrain;gradalign;params")
     ap.add_argument("--chunk", type=int, default=25)
@@ -48,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    cells = sample_cells(args.space, args.n, args.sample_seed)[: args.first]
+    cells = sample_cells(args.space, args.n, args.sample_seed, args.pool, args.subsample)[: args.first]
     args.out.mkdir(parents=True, exist_ok=True)
     done = set()
     for part in args.out.glob("part-*.parquet"):  # resume

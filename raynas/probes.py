@@ -1,6 +1,7 @@
 """Probe batches: the inputs proxies see. Built once per scorer (per Ray actor), from a seed.
 
-* synthetic: i.i.d. N(0, 1) images with uniform random labels (InTrain, Zen, synflow);
+* synthetic: i.i.d. N(0, 1) images with uniform random labels (InTrain, Zen), or all-ones
+  images (synflow);
 * real: class-balanced labelled CIFAR images from ``shared/data/cifar`` (GradAlign,
   NASWOT, snip, ...). There is no ImageNet16-120 data in raynas; asking for it is an error.
 """
@@ -66,6 +67,11 @@ def gaussian_batch(batch_size: int, resolution: int, num_classes: int, seed: int
     inputs = torch.randn(batch_size, 3, resolution, resolution, generator=gen)
     labels = torch.randint(0, num_classes, (batch_size,), generator=gen)
     return ProbeBatch(inputs, labels)
+
+
+def ones_batch(batch_size: int, resolution: int) -> ProbeBatch:
+    """All-ones images (synflow's input) with label 0."""
+    return ProbeBatch(torch.ones(batch_size, 3, resolution, resolution), torch.zeros(batch_size, dtype=torch.long))
 
 
 def _load_probe_images(info: DatasetInfo, root: Path | None) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,9 @@
 ``score(space, arch, proxies)`` is the one-shot form; :class:`CellScorer` keeps the probe
 batches (built once) for many cells and is what the Ray actors wrap. A cell's row depends
 only on (space, cell, proxy config, dataset, seed): the weights are drawn from a seed
-derived from those, and every proxy starts from the same initial weights.
+derived from those, and every proxy starts from the same initial weights. Proxies that
+differentiate the same batch share one gradient pass per cell; its time is billed to the
+first of them in the requested order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 
 from raynas.measure import measured
-from raynas.probes import ProbeBatch, dataset_info, gaussian_batch, real_batch
+from raynas.probes import ProbeBatch, dataset_info, gaussian_batch, ones_batch, real_batch
 from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, ProxyContext
 from raynas.proxies.registry import parse_proxies
 from raynas.seeding import derive_seed, seeded
@@ -67,10 +69,12 @@ class CellScorer:
         self.device = pick_device(device)
         # Probes are built up front: a missing dataset fails here, before any cell is scored.
         self._probes: dict[ProbeSpec, ProbeBatch | None] = {}
+        self._shared_needs: dict[ProbeSpec, frozenset[str]] = {}
         for cp in self.proxies:
             spec = cp.probe_spec()
             if spec not in self._probes:
                 self._probes[spec] = self._make_probe(spec)
+            self._shared_needs[spec] = self._shared_needs.get(spec, frozenset()) | cp.proxy.shares
 
     # -- schema -------------------------------------------------------------------------
     @property
@@ -108,13 +112,15 @@ class CellScorer:
             model.to(self.device)
             initial = {k: v.clone() for k, v in model.state_dict().items()}
         row["build_time_s"] = build.seconds
+        shared: dict = {}  # one cell's reusable work (the shared gradient pass)
         for i, cp in enumerate(self.proxies):
             if degenerate and not cp.proxy.structural:
                 continue
             if i:
                 model.load_state_dict(initial)
             model.zero_grad(set_to_none=True)
-            ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.label))
+            ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.label),
+                               shared=shared, shared_needs=self._shared_needs[cp.probe_spec()])
             try:
                 with measured(self.device, self.measure_memory) as m, seeded(ctx.seed):
                     values = cp.proxy.compute(model, self._probes[cp.probe_spec()], cp.options, ctx)
@@ -146,6 +152,8 @@ class CellScorer:
             return None
         if spec.kind == "gaussian":
             batch = gaussian_batch(spec.batch_size, resolution, self.dataset.num_classes, self.seed)
+        elif spec.kind == "ones":
+            batch = ones_batch(spec.batch_size, resolution)
         elif spec.kind == "real":
             batch = real_batch(self.dataset.name, spec.batch_size, self.seed)
         else:

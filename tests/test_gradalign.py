@@ -79,3 +79,19 @@ def test_per_sample_mode_leaves_callers_network_untouched():
 def test_unknown_bn_mode():
     with pytest.raises(ValueError, match="bn"):
         per_sample_gradients(tiny_bn_net(), ProbeBatch(torch.randn(2, 3, 4, 4), torch.tensor([0, 0])), "batch")
+
+
+@pytest.mark.parametrize("bn", ["per_sample", "eval"])
+def test_class_by_class_equals_whole_batch(bn):
+    from raynas.proxies.base import ProxyContext
+    from raynas.proxies.gradalign import GradAlignOptions, compute
+
+    net = tiny_bn_net()
+    gen = torch.Generator().manual_seed(4)
+    batch = ProbeBatch(torch.randn(9, 3, 6, 6, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2]))
+    ctx = ProxyContext(torch.device("cpu"), 3, 0)
+    whole = compute(net, batch, GradAlignOptions(bn=bn, by_class=False), ctx)
+    split = compute(net, batch, GradAlignOptions(bn=bn, by_class=True), ctx)
+    assert split.keys() == whole.keys()
+    for key in whole:
+        assert split[key] == pytest.approx(whole[key], rel=1e-9, abs=1e-12), key

@@ -4,8 +4,10 @@ components, plus a declaration of what it needs. No global state, no registratio
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,8 +21,8 @@ class DegenerateNetwork(Exception):
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """The batch a proxy needs. ``kind``: gaussian | real | none. ``resolution`` None = the
-    dataset's native size."""
+    """The batch a proxy needs. ``kind``: gaussian | real | ones (all-ones images, synflow) |
+    none. ``resolution`` None = the dataset's native size."""
 
     kind: str
     batch_size: int = 0
@@ -29,11 +31,18 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class ProxyContext:
-    """Per-call facts a proxy may use: device, classes, and a seed private to (cell, proxy)."""
+    """Per-call facts a proxy may use: device, classes, and a seed private to (cell, proxy).
+
+    ``shared`` is a per-cell store for work several proxies can reuse (one gradient pass
+    over the same batch and the same initial weights); ``shared_needs`` names every product
+    the cell's proxies will ask of that pass, so the first caller computes them all.
+    """
 
     device: torch.device
     num_classes: int
     seed: int
+    shared: dict = field(default_factory=dict, compare=False, repr=False)
+    shared_needs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,8 @@ class ProxyDef:
     sign of the headline component's correlation with accuracy, set from measurement
     (docs/results.md). ``structural`` proxies depend on the architecture alone (still defined
     for degenerate cells). ``needs_real_data`` / ``per_sample_grads`` / ``bn_mode`` document
-    requirements for users and the scheduler.
+    requirements for users and the scheduler. ``shares`` names the products of the shared
+    cross-entropy gradient pass (:mod:`raynas.proxies.gradient_pass`) the proxy reads.
     """
 
     name: str
@@ -58,6 +68,7 @@ class ProxyDef:
     structural: bool = False
     per_sample_grads: bool = False
     bn_mode: str = "train"
+    shares: frozenset[str] = frozenset()
     description: str = ""
 
     @property
@@ -92,3 +103,15 @@ def forward_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     if logits.shape[0] > 1 and bool((logits.detach() == logits.detach()[:1]).all()):
         raise DegenerateNetwork("network output is identical for every input")
     return logits
+
+
+@contextmanager
+def forward_hooks(modules: Iterable[nn.Module], hook: Callable) -> Iterator[None]:
+    """``hook`` on every module's forward for the duration of the block, then removed:
+    proxies observe layers without patching their forward."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raynas.probes import ProbeBatch
-from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks, forward_logits
 
 LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
 
@@ -88,14 +88,9 @@ def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: P
     def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         ratios.append(participation_ratio(output, options.eps, options.dead_tol))
 
-    layers = [m for m in model.modules() if isinstance(m, LAYER_TYPES[options.layers])]
-    handles = [m.register_forward_hook(record) for m in layers]
-    try:
-        model.train()
+    model.train()
+    with forward_hooks((m for m in model.modules() if isinstance(m, LAYER_TYPES[options.layers])), record):
         logits = forward_logits(model, batch.inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
     F.cross_entropy(logits, batch.labels).backward()
 
     gamma = sum(math.log(pr) for pr in ratios)

@@ -11,10 +11,33 @@ import dataclasses
 import typing
 from collections.abc import Iterable
 
-from raynas.proxies import flops, gradalign, intrain, params
+from raynas.proxies import (
+    fisher,
+    flops,
+    grad_norm,
+    gradalign,
+    grasp,
+    intrain,
+    jacob_cov,
+    naswot,
+    params,
+    snip,
+    synflow,
+    zen,
+    zico,
+)
 from raynas.proxies.base import ConfiguredProxy, ProxyDef
 
-PROXIES: dict[str, ProxyDef] = {p.name: p for p in (intrain.PROXY, gradalign.PROXY, params.PROXY, flops.PROXY)}
+PROXIES: dict[str, ProxyDef] = {
+    p.name: p
+    for p in (
+        intrain.PROXY, gradalign.PROXY,  # the headline proxies
+        grad_norm.PROXY, snip.PROXY, grasp.PROXY, fisher.PROXY, jacob_cov.PROXY, synflow.PROXY,
+        naswot.PROXY, zen.PROXY, zico.PROXY,  # the peers' baselines
+        params.PROXY, flops.PROXY,
+    )
+}
+BASELINES = ("grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "naswot", "zen", "zico", "params", "flops")
 
 
 def get_proxy(name: str) -> ProxyDef:
@@ -62,11 +85,16 @@ def parse_proxy(request: str | ConfiguredProxy) -> ConfiguredProxy:
     return ConfiguredProxy(proxy, proxy.options_cls(**values), label.strip() or proxy.name)
 
 
+GROUPS = {"all": tuple(PROXIES), "baselines": BASELINES}
+
+
 def parse_proxies(requests: str | Iterable[str | ConfiguredProxy]) -> list[ConfiguredProxy]:
-    """Several requests (a list, or one string separated by ';' or by ',' between names)."""
+    """Several requests (a list, or one string separated by ';' or by ',' between names).
+    ``all`` and ``baselines`` stand for every registered proxy / the peers' baselines."""
     if isinstance(requests, str):
         requests = split_proxy_requests(requests)
-    configured = [parse_proxy(r) for r in requests]
+    expanded = [name for r in requests for name in (GROUPS.get(r, (r,)) if isinstance(r, str) else (r,))]
+    configured = [parse_proxy(r) for r in expanded]
     if not configured:
         raise ValueError("no proxies requested")
     seen: dict[str, str] = {}

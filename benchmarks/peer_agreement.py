@@ -1,0 +1,108 @@
+"""Agreement between raynas' baseline scores and the scores peers published for the same
+cells: Kendall τ between the two scores (not against accuracy), NaN pairs omitted.
+
+    python benchmarks/peer_agreement.py runs/naslib150_c10 runs/base_c10 ...
+    python benchmarks/peer_agreement.py --space nb101 runs/nb101_naslib
+    python benchmarks/peer_agreement.py runs/naslib_b32_s0 --ceiling runs/naslib_b32_s1
+
+``--ceiling OTHER`` adds τ between the run and another run of ours with a different seed
+(other initial weights, other probe images): how well a proxy agrees with itself across
+batch draws, the most any two faithful implementations can agree.
+
+Peer files (shared/data): NB201 ``peer_scores.parquet`` (NASWOT v1's Jacobian covariance and
+NASLib's Zen on all cells), ``peer_scores_naslib_subset.parquet`` (NASLib's proxies on ~725
+cells per dataset); NB101 ``peer_scores_naslib_subset500.parquet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from raynas import analysis
+from raynas.datafiles import data_file
+from raynas.results import load_results
+
+# raynas column → NASLib column (NASLib's synflow is log-transformed; nwot = NASWOT v2).
+NASLIB = {
+    "grad_norm": "grad_norm", "snip": "snip", "grasp": "grasp", "fisher": "fisher", "jacob_cov": "jacov",
+    "jc32__jacob_cov": "jacov", "synflow_log": "synflow", "naswot": "nwot", "params": "params", "flops": "flops",
+}
+FULL_SPACE = {"jacob_cov": "jacob_cov_naswot_v1", "jc128__jacob_cov": "jacob_cov_naswot_v1", "zen": "zen_naslib_{ds}"}
+DS_SUFFIX = {"cifar10": "c10", "cifar100": "c100", "imagenet16-120": "in16"}
+NASLIB_DATASET = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16-120": "ImageNet16-120"}
+
+
+def tau(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, int]:
+    ok = np.isfinite(ours) & np.isfinite(theirs)
+    if ok.sum() < 3:
+        return float("nan"), int(ok.sum())
+    return analysis.rank_correlation(ours[ok], theirs[ok], nan_policy="omit")["kendall_tau"], int(ok.sum())
+
+
+def joined(results: pa.Table, peer: pa.Table, key: str) -> pa.Table:
+    peer = peer.set_column(peer.column_names.index(key), key, peer.column(key).cast(results.schema.field(key).type))
+    return results.join(peer, keys=key, join_type="inner", right_suffix="_peer")
+
+
+def rows_for(results: pa.Table, space: str) -> list[tuple[str, str, str, float, int]]:
+    dataset = pc.unique(results.column("dataset")).to_pylist()[0]
+    out = []
+    if space == "nb201":
+        full = pq.read_table(data_file("nb201/peer_scores.parquet")).drop_columns(["arch"])
+        table = joined(results, full, "index")
+        for ours, theirs in FULL_SPACE.items():
+            theirs = theirs.format(ds=DS_SUFFIX[dataset])
+            if ours in table.column_names:
+                out.append((ours, theirs, "peer_scores (all cells)", *tau(_col(table, ours), _col(table, theirs))))
+        naslib = pq.read_table(data_file("nb201/peer_scores_naslib_subset.parquet"))
+        naslib = naslib.filter(pc.equal(naslib.column("dataset"), NASLIB_DATASET[dataset])).drop_columns(["arch", "dataset"])
+        key = "index"
+    else:
+        from raynas.spaces import get_space
+
+        naslib = pq.read_table(data_file("nb101/peer_scores_naslib_subset500.parquet"))
+        space_ = get_space("nb101")
+        naslib = naslib.append_column("index", pa.array([space_.index_of(h) for h in naslib.column("hash").to_pylist()]))
+        naslib = naslib.drop_columns(["hash"])
+        key = "index"
+    table = joined(results, naslib, key)
+    for ours, theirs in NASLIB.items():
+        if ours in results.column_names and theirs in naslib.column_names:
+            peer_name = f"{theirs}_peer" if theirs in results.column_names else theirs
+            out.append((ours, f"NASLib {theirs}", "NASLib subset", *tau(_col(table, ours), _col(table, peer_name))))
+    return out
+
+
+def _col(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--space", default="nb201", choices=["nb201", "nb101"])
+    ap.add_argument("--ceiling", type=Path, help="another run of ours with a different seed")
+    args = ap.parse_args()
+    other = load_results(args.ceiling) if args.ceiling else None
+    for run in args.runs:
+        results = load_results(run)
+        dataset = pc.unique(results.column("dataset")).to_pylist()[0]
+        print(f"\n### {run.name}: {results.num_rows} {args.space} cells, {dataset}\n")
+        print("| raynas | peer score | source | Kendall τ (ours vs peer) | cells |" + (" τ ours vs ours, other seed |" if other else ""))
+        print("|---|---|---|---|---|" + ("---|" if other else ""))
+        for ours, theirs, source, t, n in rows_for(results, args.space):
+            ceiling = ""
+            if other is not None and ours in other.column_names:
+                both = joined(results.select(["index", ours]), other.select(["index", ours]), "index")
+                ceiling = f" {tau(_col(both, ours), _col(both, ours + '_peer'))[0]:.3f} |"
+            print(f"| {ours} | {theirs} | {source} | {t:.3f} | {n} |{ceiling}")
+
+
+if __name__ == "__main__":
+    main()

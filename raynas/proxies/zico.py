@@ -1,0 +1,58 @@
+"""zico (ZiCo, ICLR'23): CE gradients of Conv/Linear weights on two real batches; per layer
+S = Σ over elements with σ ≠ 0 of mean_b |g| / σ_b(g) (population std over the batches);
+zico = Σ_layers log S, skipping layers with S = 0. The two batches are the even and odd
+positions of one class-balanced probe, so both cover every class."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raynas.probes import ProbeBatch
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
+from raynas.proxies.gradient_pass import weight_layers
+
+
+@dataclass(frozen=True)
+class ZicoOptions:
+    batch_size: int = 128  # two batches of 64, as AZ-NAS runs ZiCo on NB201
+
+
+def zico_from_gradients(per_batch: list[list[torch.Tensor]]) -> float:
+    """``per_batch[b][l]``: gradient of layer l on batch b → Σ_l log S_l."""
+    total = 0.0
+    for layer_grads in zip(*per_batch):
+        g = torch.stack([t.double().flatten() for t in layer_grads])
+        sigma = g.std(dim=0, correction=0)
+        keep = sigma != 0
+        s = float((g.abs().mean(0)[keep] / sigma[keep]).sum())
+        if s > 0:
+            total += math.log(s)
+    return total
+
+
+def compute(model: nn.Module, batch: ProbeBatch, options: ZicoOptions, ctx: ProxyContext) -> dict[str, float]:
+    layers = weight_layers(model)
+    weights = [m.weight for m in layers]
+    model.train()
+    per_batch = []
+    for part in (slice(0, None, 2), slice(1, None, 2)):
+        loss = F.cross_entropy(forward_logits(model, batch.inputs[part]), batch.labels[part])
+        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        per_batch.append([torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)])
+    return {"zico": zico_from_gradients(per_batch)}
+
+
+PROXY = ProxyDef(
+    name="zico",
+    compute=compute,
+    options_cls=ZicoOptions,
+    components=("zico",),
+    headline="zico",
+    probe=lambda o: ProbeSpec("real", o.batch_size, None),
+    description="gradient mean/std ratio across two real batches, log-summed per layer",
+)
