@@ -25,6 +25,7 @@ PAPER_TAU = {  # Kendall τ reported by the papers (CIFAR-10, CIFAR-100), see se
     "intrain": (0.669, 0.671), "gamma": (0.61, None), "o": (0.63, None), "intrain_additive": (0.59, None),
     "gradalign_1": (0.617, 0.633), "gradalign_2": (0.599, 0.622),
 }
+PAPER_TAU_NB101 = {"intrain": 0.56, "gradalign_1": 0.287, "gradalign_2": 0.284, "params": 0.31}  # CIFAR-10
 # Published values for the baselines (peer-proxies.md). zero-cost-nas: |Spearman ρ| over all
 # 15,625 cells, C10 (cifar10-valid test) / C100; Deeplite: Kendall τ, 500 random C100 cells.
 PEER_PUBLISHED = {
@@ -85,8 +86,11 @@ def main() -> None:
         worst = analysis.correlation_table(table, truth, scores, accuracy_of[dataset], "worst")
         omit = {r["score"]: r for r in analysis.correlation_table(table, truth, scores, accuracy_of[dataset], "omit")}
         for r in worst:
-            paper = PAPER_TAU.get(r["score"].split("__")[-1], (None, None))[column] if "__" not in r["score"] else None
-            paper = paper if paper is not None else PEER_PUBLISHED.get(r["score"])
+            if args.space == "nb101":
+                paper = PAPER_TAU_NB101.get(r["score"])
+            else:
+                paper = PAPER_TAU.get(r["score"].split("__")[-1], (None, None))[column] if "__" not in r["score"] else None
+                paper = paper if paper is not None else PEER_PUBLISHED.get(r["score"])
             print(f"| {r['score']} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | "
                   f"{omit[r['score']]['kendall_tau']:.3f} | {r['n']} / {r['n_nan']} | "
                   f"{paper if paper is not None else '–'} | {r['top1_accuracy']:.2f} | {r['recall_top10']:.1f} |")

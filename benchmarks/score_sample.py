@@ -36,7 +36,7 @@ def cell_pool(space: str, pool: str) -> np.ndarray:
             from raynas.spaces import get_space
 
             hashes = pq.read_table(data_file("nb101/peer_scores_naslib_subset500.parquet"), columns=["hash"])
-            return np.asarray([get_space("nb101").index_of(h) for h in hashes.column("hash").to_pylist()])
+            return np.unique([get_space("nb101").index_of(h) for h in hashes.column("hash").to_pylist()])
         from raynas.spaces.nb101_truth import load_nb101_ground_truth
 
         return np.asarray(load_nb101_ground_truth().column("index"))

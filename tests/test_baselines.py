@@ -172,6 +172,15 @@ def test_naswot_hand_kernel():
     assert out["naswot"] == pytest.approx(math.log(4.0), rel=1e-12)
 
 
+def test_naswot_can_count_dead_end_relus_like_naslib():
+    # The dead branch sees −x: codes 00, 01, 11 → K adds [[2,1,0],[1,2,1],[0,1,2]]; total
+    # [[4,2,0],[2,4,2],[0,2,4]], det = 4·(16−4) − 2·8 = 32.
+    x = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    batch = ProbeBatch(x, torch.zeros(3, dtype=torch.long))
+    out = naswot.compute(_TwoBranch(), batch, naswot.NaswotOptions(relus="all"), ctx())
+    assert out["naswot"] == pytest.approx(math.log(32.0), rel=1e-12)
+
+
 def test_naswot_kernel_counts_agreements():
     codes = [torch.tensor([[1, 0, 1], [1, 1, 0]]), torch.tensor([[0], [0]])]
     assert torch.equal(naswot.code_kernel(codes), torch.tensor([[4.0, 2.0], [2.0, 4.0]], dtype=torch.float64))

@@ -15,9 +15,15 @@ from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks, forward_logits
 
 
+RELU_SETS = ("reachable", "all")
+
+
 @dataclass(frozen=True)
 class NaswotOptions:
     batch_size: int = 128  # NASWOT's default
+    # reachable: ReLUs the output depends on (NASWOT's own code); all: every nn.ReLU that
+    # ran, dead ends included (NASLib's nwot).
+    relus: str = "reachable"
 
 
 def reachable_nodes(root: torch.Tensor) -> set:
@@ -48,6 +54,8 @@ def code_kernel(codes: list[torch.Tensor]) -> torch.Tensor:
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: NaswotOptions, ctx: ProxyContext) -> dict[str, float]:
+    if options.relus not in RELU_SETS:
+        raise ValueError(f"naswot relus must be one of {RELU_SETS}, got {options.relus!r}")
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def keep(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -56,8 +64,8 @@ def compute(model: nn.Module, batch: ProbeBatch, options: NaswotOptions, ctx: Pr
     model.train()
     with forward_hooks((m for m in model.modules() if isinstance(m, nn.ReLU)), keep):
         logits = forward_logits(model, batch.inputs)
-    visited = reachable_nodes(logits)
-    codes = [code for code, out in records if out.grad_fn is None or out.grad_fn in visited]
+    visited = reachable_nodes(logits) if options.relus == "reachable" else None
+    codes = [code for code, out in records if visited is None or out.grad_fn is None or out.grad_fn in visited]
     if not codes:
         raise ValueError("naswot: the network has no ReLU on a path to its output")
     _, logdet = torch.linalg.slogdet(code_kernel(codes))
