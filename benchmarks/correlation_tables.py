@@ -59,6 +59,7 @@ def with_peer_scores(table: pa.Table, dataset: str) -> pa.Table:
     suffix = {"cifar10": "c10", "cifar100": "c100"}[dataset]
     peer = pq.read_table(data_file("nb201/peer_scores.parquet"), columns=["index", "jacob_cov_naswot_v1", f"zen_naslib_{suffix}"])
     peer = peer.rename_columns(["index", "peer:jacob_cov_naswot_v1", f"peer:zen_naslib_{suffix}"])
+    peer = peer.set_column(0, "index", peer.column("index").cast(table.schema.field("index").type))
     return table.join(peer, "index", join_type="left outer").sort_by("index")
 
 

@@ -44,7 +44,7 @@ def channel_fisher(activation: torch.Tensor, grad: torch.Tensor | None) -> torch
     """½ mean_n (Σ_spatial a·g)² per channel (zero-cost-nas' fisher, before broadcasting)."""
     if grad is None:
         return activation.new_zeros(activation.shape[1])
-    per_sample = activation * grad
+    per_sample = activation * grad.detach()
     if per_sample.dim() > 2:
         per_sample = per_sample.sum(dim=tuple(range(2, per_sample.dim())))
     return per_sample.pow(2).mean(0).mul(0.5)
@@ -77,8 +77,8 @@ def _compute(model: nn.Module, batch: ProbeBatch, wanted: frozenset[str]) -> Gra
         logits = forward_logits(model, inputs)
     loss = F.cross_entropy(logits, batch.labels)
     weights = [layer.weight for layer in layers]
-    acts = [activations[layer] for layer in layers if layer in activations]
-    targets = (weights if WEIGHT_GRADS in wanted else []) + acts
+    hooked = [layer for layer in layers if layer in activations]
+    targets = (weights if WEIGHT_GRADS in wanted else []) + [activations[layer] for layer in hooked]
     grads = torch.autograd.grad(loss, targets, retain_graph=INPUT_JACOBIAN in wanted, allow_unused=True) if targets else ()
 
     weight_grads = fisher = jacobian = None
@@ -86,10 +86,10 @@ def _compute(model: nn.Module, batch: ProbeBatch, wanted: frozenset[str]) -> Gra
         weight_grads = [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)]
         grads = grads[len(weights):]
     if FISHER in wanted:
-        by_layer = dict(zip([layer for layer in layers if layer in activations], grads))
+        act_grads = dict(zip(hooked, grads))
         fisher = [
-            channel_fisher(activations[layer].detach(), None if by_layer.get(layer) is None else by_layer[layer].detach())
-            if layer in activations else layer.weight.new_zeros(layer.weight.shape[0])
+            channel_fisher(activations[layer].detach(), act_grads[layer])
+            if layer in act_grads else layer.weight.new_zeros(layer.weight.shape[0])  # layer never ran
             for layer in layers
         ]
     if INPUT_JACOBIAN in wanted:
