@@ -58,20 +58,24 @@ def per_sample_gradients(model: nn.Module, batch: ProbeBatch, bn: str, chunk_siz
     )
 
 
-def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
-    """GradAlign-I, -I/P and -II from per-sample gradient tensors (each (N, ...)).
+def class_groups(labels: torch.Tensor) -> list[torch.Tensor]:
+    """Row indices of each class with at least two samples (GradAlign needs pairs)."""
+    labels = labels.cpu()
+    classes, counts = torch.unique(labels, return_counts=True)
+    groups = [torch.nonzero(labels == c).flatten() for c in classes[counts >= 2]]
+    if not groups:
+        raise ValueError("GradAlign needs at least one class with two or more samples in the batch")
+    return groups
+
+
+def per_class_alignment(gradients: Iterable[torch.Tensor], groups: list[torch.Tensor], n: int) -> tuple[list[float], list[float], int]:
+    """(GA-I per class, GA-II per class, parameter count) from per-sample gradient tensors
+    (each (n, ...)) and the row indices of each class.
 
     Works tensor by tensor (the sums over parameters split exactly), padding classes into one
     batched matmul, so the (N, P) matrix is never materialised.
     """
-    labels = labels.cpu()
-    classes, counts = torch.unique(labels, return_counts=True)
-    classes = classes[counts >= 2]
-    if len(classes) == 0:
-        raise ValueError("GradAlign needs at least one class with two or more samples in the batch")
-    groups = [torch.nonzero(labels == c).flatten() for c in classes]
     width = max(len(g) for g in groups)
-    n = len(labels)
     # (K, width) row indices into the gradients, padded with n → an appended zero row.
     index = torch.full((len(groups), width), n, dtype=torch.long)
     for k, g in enumerate(groups):
@@ -90,15 +94,24 @@ def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) ->
         align += (signs * mean_sign).sum(-1).double().cpu()
         gram += torch.bmm(signs, signs.transpose(1, 2)).double().cpu()
 
-    per_class_1 = align.sum(1) / sizes
     per_class_2 = [sign_gram_logdet(gram[k, :size, :size]) for k, size in enumerate(sizes.long().tolist())]
-    ga1 = float(per_class_1.mean())
+    return (align.sum(1) / sizes).tolist(), per_class_2, n_params
+
+
+def summarise(per_class_1: list[float], per_class_2: list[float], n_params: int) -> dict[str, float]:
+    """The GradAlign components: per-class scores averaged over classes."""
+    ga1 = float(torch.tensor(per_class_1, dtype=torch.float64).mean())
     return {
         "gradalign_1": ga1,
         "gradalign_1_per_param": ga1 / n_params,
         "gradalign_2": sum(per_class_2) / len(per_class_2),
-        "gradalign_classes": float(len(groups)),
+        "gradalign_classes": float(len(per_class_1)),
     }
+
+
+def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
+    """GradAlign-I, -I/P and -II from per-sample gradient tensors (each (N, ...))."""
+    return summarise(*per_class_alignment(gradients, class_groups(labels), len(labels)))
 
 
 def sign_gram_logdet(gram: torch.Tensor) -> float:
@@ -117,24 +130,16 @@ def compute(model: nn.Module, batch: ProbeBatch, options: GradAlignOptions, ctx:
     if not options.by_class:
         grads = per_sample_gradients(model, batch, options.bn, options.chunk_size)
         return alignment_scores(grads.values(), batch.labels)
-    labels = batch.labels.cpu()
-    classes, counts = torch.unique(labels, return_counts=True)
-    per_class = []
-    for c in classes[counts >= 2]:
-        rows = torch.nonzero(labels == c).flatten().to(batch.inputs.device)
-        group = ProbeBatch(batch.inputs[rows], batch.labels[rows])
-        grads = per_sample_gradients(model, group, options.bn, options.chunk_size)
-        per_class.append(alignment_scores(grads.values(), group.labels))
+    per_class_1: list[float] = []
+    per_class_2: list[float] = []
+    for rows in class_groups(batch.labels):
+        rows = rows.to(batch.inputs.device)
+        grads = per_sample_gradients(model, ProbeBatch(batch.inputs[rows], batch.labels[rows]), options.bn, options.chunk_size)
+        one, two, n_params = per_class_alignment(grads.values(), [torch.arange(len(rows))], len(rows))
+        per_class_1 += one
+        per_class_2 += two
         del grads
-    if not per_class:
-        raise ValueError("GradAlign needs at least one class with two or more samples in the batch")
-    ga1 = sum(p["gradalign_1"] for p in per_class) / len(per_class)
-    return {
-        "gradalign_1": ga1,
-        "gradalign_1_per_param": ga1 / sum(p.numel() for p in model.parameters()),
-        "gradalign_2": sum(p["gradalign_2"] for p in per_class) / len(per_class),
-        "gradalign_classes": float(len(per_class)),
-    }
+    return summarise(per_class_1, per_class_2, n_params)
 
 
 PROXY = ProxyDef(
