@@ -15,7 +15,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raynas import analysis
@@ -42,7 +41,7 @@ def merged_by_dataset(runs: list[Path]) -> dict[str, pa.Table]:
     groups: dict[str, list[pa.Table]] = defaultdict(list)
     for run in runs:
         table = load_results(run)
-        groups[pc.unique(table.column("dataset")).to_pylist()[0]].append(table)
+        groups[analysis.dataset_of(table)].append(table)
     merged = {}
     for dataset, tables in groups.items():
         table = tables[0]
@@ -59,8 +58,7 @@ def with_peer_scores(table: pa.Table, dataset: str) -> pa.Table:
     suffix = {"cifar10": "c10", "cifar100": "c100"}[dataset]
     peer = pq.read_table(data_file("nb201/peer_scores.parquet"), columns=["index", "jacob_cov_naswot_v1", f"zen_naslib_{suffix}"])
     peer = peer.rename_columns(["index", "peer:jacob_cov_naswot_v1", f"peer:zen_naslib_{suffix}"])
-    peer = peer.set_column(0, "index", peer.column("index").cast(table.schema.field("index").type))
-    return table.join(peer, "index", join_type="left outer").sort_by("index")
+    return analysis.join_on_key(table, peer).sort_by("index")
 
 
 def main() -> None:
@@ -76,7 +74,7 @@ def main() -> None:
         table = analysis.add_intrain_ablations(table)
         for prefix in sorted({c.split("__")[0] + "__" for c in table.column_names if "__gamma" in c}):
             table = analysis.add_intrain_ablations(table, prefix)
-        dataset = pc.unique(table.column("dataset")).to_pylist()[0]
+        dataset = analysis.dataset_of(table)
         column = 0 if dataset == "cifar10" else 1
         if args.peer_scores:
             table = with_peer_scores(table, dataset)

@@ -45,24 +45,23 @@ def tau(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, int]:
     return analysis.rank_correlation(ours[ok], theirs[ok], nan_policy="omit")["kendall_tau"], int(ok.sum())
 
 
-def joined(results: pa.Table, peer: pa.Table, key: str) -> pa.Table:
-    peer = peer.set_column(peer.column_names.index(key), key, peer.column(key).cast(results.schema.field(key).type))
-    return results.join(peer, keys=key, join_type="inner", right_suffix="_peer")
+def joined(results: pa.Table, peer: pa.Table) -> pa.Table:
+    """Cells in both, the peer's clashing columns suffixed ``_peer``."""
+    return analysis.join_on_key(results, peer, "index", "inner", right_suffix="_peer")
 
 
 def rows_for(results: pa.Table, space: str) -> list[tuple[str, str, str, float, int]]:
-    dataset = pc.unique(results.column("dataset")).to_pylist()[0]
+    dataset = analysis.dataset_of(results)
     out = []
     if space == "nb201":
         full = pq.read_table(data_file("nb201/peer_scores.parquet")).drop_columns(["arch"])
-        table = joined(results, full, "index")
+        table = joined(results, full)
         for ours, theirs in FULL_SPACE.items():
             theirs = theirs.format(ds=DS_SUFFIX[dataset])
             if ours in table.column_names:
                 out.append((ours, theirs, "peer_scores (all cells)", *tau(_col(table, ours), _col(table, theirs))))
         naslib = pq.read_table(data_file("nb201/peer_scores_naslib_subset.parquet"))
         naslib = naslib.filter(pc.equal(naslib.column("dataset"), NASLIB_DATASET[dataset])).drop_columns(["arch", "dataset"])
-        key = "index"
     else:
         from raynas.spaces import get_space
 
@@ -70,24 +69,23 @@ def rows_for(results: pa.Table, space: str) -> list[tuple[str, str, str, float, 
         space_ = get_space("nb101")
         naslib = naslib.append_column("index", pa.array([space_.index_of(h) for h in naslib.column("hash").to_pylist()]))
         naslib = naslib.drop_columns(["hash"])
-        key = "index"
-    first, repeat = first_and_repeat(naslib, key)
-    table = joined(results, first, key)
+    first, repeat = first_and_repeat(naslib)
+    table = joined(results, first)
     for ours, theirs in NASLIB.items():
         if ours in results.column_names and theirs in naslib.column_names:
             peer_name = f"{theirs}_peer" if theirs in results.column_names else theirs
             out.append((ours, f"NASLib {theirs}", "NASLib subset", *tau(_col(table, ours), _col(table, peer_name))))
     if repeat.num_rows >= 3:  # NASLib scored some cells twice: its own repeatability
-        both = joined(first, repeat, key)
+        both = joined(first, repeat)
         for theirs in sorted(set(NASLIB.values()) & set(naslib.column_names) - {"params", "flops"}):
             out.append((f"NASLib {theirs} (1st)", f"NASLib {theirs} (2nd)", "NASLib repeats",
                         *tau(_col(both, theirs), _col(both, theirs + "_peer"))))
     return out
 
 
-def first_and_repeat(peer: pa.Table, key: str) -> tuple[pa.Table, pa.Table]:
+def first_and_repeat(peer: pa.Table) -> tuple[pa.Table, pa.Table]:
     """The first score of each cell, and the second one where a cell was scored twice."""
-    keys = peer.column(key).to_pylist()
+    keys = peer.column("index").to_pylist()
     seen: dict[int, int] = {}
     first, second = [], []
     for row, k in enumerate(keys):
@@ -108,15 +106,15 @@ def main() -> None:
     args = ap.parse_args()
     other = load_results(args.ceiling) if args.ceiling else None
     for run in args.runs:
-        results = first_and_repeat(load_results(run), "index")[0]
-        dataset = pc.unique(results.column("dataset")).to_pylist()[0]
+        results = first_and_repeat(load_results(run))[0]
+        dataset = analysis.dataset_of(results)
         print(f"\n### {run.name}: {results.num_rows} {args.space} cells, {dataset}\n")
         print("| raynas | peer score | source | Kendall τ (ours vs peer) | cells |" + (" τ ours vs ours, other seed |" if other else ""))
         print("|---|---|---|---|---|" + ("---|" if other else ""))
         for ours, theirs, source, t, n in rows_for(results, args.space):
             ceiling = ""
             if other is not None and ours in other.column_names:
-                both = joined(results.select(["index", ours]), other.select(["index", ours]), "index")
+                both = joined(results.select(["index", ours]), other.select(["index", ours]))
                 ceiling = f" {tau(_col(both, ours), _col(both, ours + '_peer'))[0]:.3f} |"
             print(f"| {ours} | {theirs} | {source} | {t:.3f} | {n} |{ceiling}")
 

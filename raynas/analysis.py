@@ -130,12 +130,26 @@ def load_nats_bench_ground_truth(benchmark_file: str | Path, hp: str = "200") ->
     return pa.table(columns)
 
 
+def dataset_of(results: pa.Table) -> str:
+    """The one dataset a results table was scored on."""
+    datasets = pc.unique(results.column("dataset")).to_pylist()
+    if len(datasets) != 1:
+        raise ValueError(f"results mix datasets {datasets}; select one (or pass an accuracy column)")
+    return datasets[0]
+
+
+def join_on_key(left: pa.Table, right: pa.Table, key: str = "index", join_type: str = "left outer",
+                right_suffix: str | None = None) -> pa.Table:
+    """``left`` joined with ``right`` on ``key``, ``right``'s key cast to ``left``'s type first
+    (Parquet files from different writers disagree on int32 vs int64)."""
+    right = right.set_column(right.column_names.index(key), key, right.column(key).cast(left.schema.field(key).type))
+    return left.join(right, key, join_type=join_type, right_suffix=right_suffix)
+
+
 def join_ground_truth(results: pa.Table, ground_truth: pa.Table, key: str = "index") -> pa.Table:
     """Results rows (one per cell) joined with the accuracy columns, by cell key."""
     accuracy_columns = [c for c in ground_truth.column_names if c != key and c not in results.column_names]
-    truth = ground_truth.select([key, *accuracy_columns])
-    truth = truth.set_column(0, key, truth.column(key).cast(results.schema.field(key).type))
-    return results.join(truth, key, join_type="left outer").sort_by(key)
+    return join_on_key(results, ground_truth.select([key, *accuracy_columns]), key).sort_by(key)
 
 
 def correlation_table(
@@ -149,10 +163,7 @@ def correlation_table(
     """One row per score column: τ, ρ, n, NaN count and top-k, against the accuracy of the
     results' dataset (or ``accuracy_column``)."""
     if accuracy_column is None:
-        datasets = pc.unique(results.column("dataset")).to_pylist()
-        if len(datasets) != 1:
-            raise ValueError(f"results mix datasets {datasets}; pass accuracy_column")
-        accuracy_column = NB201_ACCURACY[datasets[0]]
+        accuracy_column = NB201_ACCURACY[dataset_of(results)]
     joined = join_ground_truth(results, ground_truth)
     acc = joined.column(accuracy_column).to_numpy(zero_copy_only=False).astype(np.float64)
     rows = []
