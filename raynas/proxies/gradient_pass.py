@@ -30,6 +30,11 @@ def weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def with_zeros_for_unused(grads: tuple[torch.Tensor | None, ...], weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Detached gradients, zeros for weights the loss does not reach (``allow_unused``)."""
+    return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)]
+
+
 @dataclass(frozen=True)
 class GradientPass:
     """Products of one CE forward/backward; lists follow :func:`weight_layers` order."""
@@ -83,7 +88,7 @@ def _compute(model: nn.Module, batch: ProbeBatch, wanted: frozenset[str]) -> Gra
 
     weight_grads = fisher = jacobian = None
     if WEIGHT_GRADS in wanted:
-        weight_grads = [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)]
+        weight_grads = with_zeros_for_unused(grads, weights)
         grads = grads[len(weights):]
     if FISHER in wanted:
         act_grads = dict(zip(hooked, grads))

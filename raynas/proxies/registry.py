@@ -28,16 +28,12 @@ from raynas.proxies import (
 )
 from raynas.proxies.base import ConfiguredProxy, ProxyDef
 
-PROXIES: dict[str, ProxyDef] = {
-    p.name: p
-    for p in (
-        intrain.PROXY, gradalign.PROXY,  # the headline proxies
-        grad_norm.PROXY, snip.PROXY, grasp.PROXY, fisher.PROXY, jacob_cov.PROXY, synflow.PROXY,
-        naswot.PROXY, zen.PROXY, zico.PROXY,  # the peers' baselines
-        params.PROXY, flops.PROXY,
-    )
-}
-BASELINES = ("grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "naswot", "zen", "zico", "params", "flops")
+BASELINE_PROXIES = (  # the peers' baselines, in the order their columns appear
+    grad_norm.PROXY, snip.PROXY, grasp.PROXY, fisher.PROXY, jacob_cov.PROXY, synflow.PROXY,
+    naswot.PROXY, zen.PROXY, zico.PROXY, params.PROXY, flops.PROXY,
+)
+PROXIES: dict[str, ProxyDef] = {p.name: p for p in (intrain.PROXY, gradalign.PROXY, *BASELINE_PROXIES)}
+BASELINES = tuple(p.name for p in BASELINE_PROXIES)
 
 
 def get_proxy(name: str) -> ProxyDef:

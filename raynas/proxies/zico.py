@@ -14,7 +14,7 @@ from torch import nn
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
-from raynas.proxies.gradient_pass import weight_layers
+from raynas.proxies.gradient_pass import weight_layers, with_zeros_for_unused
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def compute(model: nn.Module, batch: ProbeBatch, options: ZicoOptions, ctx: Prox
     for part in (slice(0, None, 2), slice(1, None, 2)):
         loss = F.cross_entropy(forward_logits(model, batch.inputs[part]), batch.labels[part])
         grads = torch.autograd.grad(loss, weights, allow_unused=True)
-        per_batch.append([torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)])
+        per_batch.append(with_zeros_for_unused(grads, weights))
     return {"zico": zico_from_gradients(per_batch)}
 
 
