@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import stats
 
-from raynas.datafiles import data_file
+from raynas.datafiles import resolve_need
 
-# Ground-truth column of each dataset (shared/data/nb201/ground_truth.parquet).
+# Ground-truth column of each dataset in the NB201 accuracy table.
 NB201_ACCURACY = {
     "cifar10": "cifar10_test",
     "cifar100": "cifar100_test",
@@ -105,29 +105,9 @@ def add_intrain_ablations(table: pa.Table, prefix: str = "") -> pa.Table:
 
 
 def load_nb201_ground_truth(path: str | Path | None = None) -> pa.Table:
-    """NB201 accuracies per cell index: ``shared/data/nb201/ground_truth.parquet`` by default."""
-    return pq.read_table(Path(path) if path else data_file("nb201/ground_truth.parquet"))
-
-
-def load_nats_bench_ground_truth(benchmark_file: str | Path, hp: str = "200") -> pa.Table:
-    """The same table from an official NATS-Bench tss file, for users who have one.
-
-    Needs the ``benchmarks`` extra (``nats_bench``). Test accuracies are means over seeds,
-    as in the shipped table.
-    """
-    try:
-        from nats_bench import create
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ImportError("reading NATS-Bench files needs: pip install 'raynas[benchmarks]'") from exc
-    api = create(str(benchmark_file), "tss", fast_mode=True, verbose=False)
-    columns: dict[str, list] = {"index": [], "arch": [], **{c: [] for c in NB201_ACCURACY.values()}}
-    for i in range(len(api)):
-        columns["index"].append(i)
-        columns["arch"].append(api.arch(i))
-        for dataset, column in NB201_ACCURACY.items():
-            ds = "ImageNet16-120" if dataset == "imagenet16-120" else dataset
-            columns[column].append(api.get_more_info(i, ds, hp=hp, is_random=False)["test-accuracy"])
-    return pa.table(columns)
+    """NB201 accuracies per cell index: ``path``, else the resolved ``nb201-accuracy`` table
+    (:mod:`raynas.datafiles`: the user's folder, an imported NATS-Bench file, or the shipped copy)."""
+    return pq.read_table(Path(path) if path else resolve_need("nb201-accuracy").path)
 
 
 def dataset_of(results: pa.Table) -> str:

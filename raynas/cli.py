@@ -1,8 +1,11 @@
-"""``raynas`` command line: ``info``, ``score``, ``report``.
+"""``raynas`` command line: ``info``, ``score``, ``report``, ``data``.
 
     raynas info nb201
     raynas score nb201 --proxies intrain,gradalign --out results/nb201 --limit 48
     raynas report results/nb201
+    raynas data status                   # where each data file comes from
+    raynas data fetch cifar10            # the full training set as probe images
+    raynas data import nats-bench FILE   # the official benchmark's accuracies
 """
 
 from __future__ import annotations
@@ -79,6 +82,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_status(args: argparse.Namespace) -> int:
+    from raynas.analysis import format_table
+    from raynas.datafiles import CACHE_ENV_VAR, ENV_VAR, fetched_dir, status
+
+    print(f"resolution order: {ENV_VAR} → cache ({fetched_dir()}, {CACHE_ENV_VAR}) → embedded (shipped with raynas)")
+    print(format_table(status()))
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from raynas.datafiles import file_sha256
+    from raynas.fetch import fetch
+
+    path = fetch(args.dataset, source=args.source, base_url=args.base_url, progress=not args.quiet)
+    print(f"{args.dataset} probe images → {path} (sha256 {file_sha256(path)[:16]})")
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from raynas.benchmark_import import import_nats_bench, import_nb101
+
+    path = (import_nats_bench if args.benchmark == "nats-bench" else import_nb101)(args.file)
+    print(f"{args.benchmark} accuracies → {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="raynas", description="Score NAS search spaces with zero-cost proxies on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -114,6 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ground-truth", help="accuracy table (Parquet) instead of shared/data's")
     report.add_argument("-k", type=int, default=10, help="k of the top-k columns")
     report.set_defaults(func=cmd_report)
+
+    data = sub.add_parser("data", help="the benchmark data raynas reads: status, fetch, import")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub.add_parser("status", help="where each data file resolves, with its checksum").set_defaults(
+        func=cmd_data_status)
+    fetch = data_sub.add_parser("fetch", help="download a full CIFAR training set as probe images")
+    fetch.add_argument("dataset", choices=["cifar10", "cifar100"])
+    fetch.add_argument("--from", dest="source", help="a local copy of the official archive, or its extracted folder")
+    fetch.add_argument("--base-url", help="where the official archives are (default: RAYNAS_CIFAR_URL, else the "
+                                          "dataset's home page)")
+    fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(func=cmd_data_fetch)
+    imp = data_sub.add_parser("import", help="an official benchmark file as raynas' accuracy table")
+    imp.add_argument("benchmark", choices=["nats-bench", "nb101"])
+    imp.add_argument("file", help="NATS-tss-v1_0-3ffb9-simple (nats-bench) or nasbench_only108.tfrecord (nb101)")
+    imp.set_defaults(func=cmd_data_import)
     return ap
 
 
@@ -122,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
         print(f"raynas: error: {exc}", file=sys.stderr)
         return 2
 

@@ -2,8 +2,11 @@
 
 * synthetic: i.i.d. N(0, 1) images with uniform random labels (InTrain, Zen), or all-ones
   images (synflow);
-* real: class-balanced labelled CIFAR images from ``shared/data/cifar`` (GradAlign,
-  NASWOT, snip, ...). There is no ImageNet16-120 data in raynas; asking for it is an error.
+* real: class-balanced labelled CIFAR images (GradAlign, NASWOT, snip, ...) from the probe
+  file that :mod:`raynas.datafiles` resolves (the user's folder, fetched data, or the set
+  shipped in the package). Which file a run drew from is part of its recorded config
+  (:func:`probe_identity`). There is no ImageNet16-120 data in raynas; asking for it is an
+  error.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raynas.datafiles import data_dir
+from raynas.datafiles import resolve_need
 from raynas.seeding import derive_seed, generator
 
 
@@ -25,14 +28,14 @@ class DatasetInfo:
     resolution: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    probe_file: str | None
+    probe_need: str | None  # the raynas.datafiles need holding its labelled probe images
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo("cifar10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           "cifar/cifar10_probe.npz"),
+                           "cifar10-probe"),
     "cifar100": DatasetInfo("cifar100", 100, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            "cifar/cifar100_probe.npz"),
+                            "cifar100-probe"),
     "imagenet16-120": DatasetInfo("imagenet16-120", 120, 16, (0.4811, 0.4575, 0.4078),
                                   (0.2481, 0.2402, 0.2553), None),
 }
@@ -74,15 +77,27 @@ def ones_batch(batch_size: int, resolution: int) -> ProbeBatch:
     return ProbeBatch(torch.ones(batch_size, 3, resolution, resolution), torch.zeros(batch_size, dtype=torch.long))
 
 
-def _load_probe_images(info: DatasetInfo, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    if info.probe_file is None:
-        raise FileNotFoundError(
-            f"no probe images for dataset {info.name!r}: raynas ships CIFAR-10/100 probes only; "
-            "ImageNet16-120 images are not available, so real-data proxies cannot run on it"
-        )
-    path = (root or data_dir()) / info.probe_file
-    if not path.is_file():
-        raise FileNotFoundError(f"probe images for {info.name!r} missing: {path}")
+def _no_images(info: DatasetInfo) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"no probe images for dataset {info.name!r}: raynas ships CIFAR-10/100 probes only; "
+        "ImageNet16-120 images are not available, so real-data proxies cannot run on it"
+    )
+
+
+def probe_identity(dataset: str) -> dict[str, str]:
+    """Which probe file a run draws its real images from: origin and checksum (recorded in
+    the run config, so runs on different probe sets never share a results directory)."""
+    info = dataset_info(dataset)
+    if info.probe_need is None:
+        raise _no_images(info)
+    found = resolve_need(info.probe_need)
+    return {"dataset": info.name, "origin": found.origin, "sha256": found.sha256()}
+
+
+def _load_probe_images(info: DatasetInfo, path: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    if info.probe_need is None:
+        raise _no_images(info)
+    path = path or resolve_need(info.probe_need).path
     with np.load(path) as archive:
         train = archive["split"] == "train"
         return archive["images"][train], archive["labels"][train].astype(np.int64)
@@ -110,10 +125,11 @@ def balanced_indices(labels: np.ndarray, batch_size: int, seed: int, min_per_cla
     return np.concatenate(picks)
 
 
-def real_batch(dataset: str, batch_size: int, seed: int, root: Path | None = None) -> ProbeBatch:
-    """A class-balanced, normalised batch of real training images (no augmentation)."""
+def real_batch(dataset: str, batch_size: int, seed: int, path: Path | None = None) -> ProbeBatch:
+    """A class-balanced, normalised batch of real training images (no augmentation), from
+    ``path`` or the resolved probe file of the dataset."""
     info = dataset_info(dataset)
-    images, labels = _load_probe_images(info, root)
+    images, labels = _load_probe_images(info, path)
     idx = balanced_indices(labels, batch_size, derive_seed(seed, "real", info.name, batch_size))
     x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(info.mean).view(1, 3, 1, 1)

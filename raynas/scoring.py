@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from raynas.measure import measured
-from raynas.probes import ProbeBatch, dataset_info, gaussian_batch, ones_batch, real_batch
+from raynas.probes import ProbeBatch, dataset_info, gaussian_batch, ones_batch, probe_identity, real_batch
 from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, ProxyContext
 from raynas.proxies.registry import parse_proxies
 from raynas.seeding import derive_seed, seeded
@@ -40,13 +40,22 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
                    dataset: str, seed: int) -> dict[str, Any]:
-    """What determines every score of a run: recorded with it, compared on resume."""
-    return {
+    """What determines every score of a run: recorded with it, compared on resume.
+
+    Runs with real-data proxies also record which probe file they draw from
+    (``probe_data``: origin and checksum), so that scores from the shipped probe set and
+    from the full dataset never mix in one directory.
+    """
+    configured = parse_proxies(proxies)
+    config: dict[str, Any] = {
         "space": get_space(space).name,
         "dataset": dataset_info(dataset).name,
         "seed": int(seed),
-        "proxies": [cp.config_dict() for cp in parse_proxies(proxies)],
+        "proxies": [cp.config_dict() for cp in configured],
     }
+    if any(cp.probe_spec().kind == "real" for cp in configured):
+        config["probe_data"] = probe_identity(dataset)
+    return config
 
 
 class CellScorer:

@@ -8,6 +8,12 @@ torch.set_num_threads(1)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# The project's benchmark exports (peers' scores, the larger probe files) are read through
+# RAYNAS_DATA_DIR, set here explicitly where they exist: raynas itself never looks for them.
+# Tests of the shipped (embedded) data unset it with the `embedded_only` fixture.
+if "RAYNAS_DATA_DIR" not in os.environ and SHARED.is_dir():
+    os.environ["RAYNAS_DATA_DIR"] = str(SHARED)
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
@@ -15,3 +21,12 @@ def shared_data() -> Path:
     if not (root / "nb201" / "ground_truth.parquet").is_file():
         pytest.skip(f"benchmark data not found at {root}")
     return root
+
+
+@pytest.fixture
+def embedded_only(monkeypatch, tmp_path) -> Path:
+    """No RAYNAS_DATA_DIR and an empty cache: what a fresh machine sees. Returns the cache."""
+    monkeypatch.delenv("RAYNAS_DATA_DIR", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RAYNAS_CACHE_DIR", str(cache))
+    return cache

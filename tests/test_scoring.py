@@ -84,8 +84,8 @@ def test_unknown_dataset_and_missing_imagenet_images():
 
 
 def test_missing_data_dir_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("RAYNAS_DATA_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="probe images for 'cifar10' missing"):
+    monkeypatch.setenv("RAYNAS_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="RAYNAS_DATA_DIR=.*missing' is not a folder"):
         real_batch("cifar10", 16, 0)
 
 

@@ -31,7 +31,14 @@ class ShardScorer:
         if device == "cuda":
             torch.backends.cudnn.benchmark = False  # every cell has new shapes
         self.scorer = CellScorer(space, proxies, dataset=dataset, seed=seed, device=device)
-        self.schema = row_schema(self.scorer.columns, config or self.scorer.config())
+        own = self.scorer.config()
+        if config is not None and own != config:
+            # E.g. a worker node resolving another probe file than the driver did.
+            differs = sorted(k for k in {*own, *config} if own.get(k) != config.get(k))
+            raise RuntimeError(
+                "this worker would compute something else than the run records: "
+                + "; ".join(f"{k}: run {config.get(k)!r}, worker {own.get(k)!r}" for k in differs))
+        self.schema = row_schema(self.scorer.columns, own)
         self.out = Path(out)
         logger.info("scorer ready on %s", self.scorer.device)
 

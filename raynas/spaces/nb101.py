@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from torch import nn
 
+from raynas.datafiles import cache_dir
 from raynas.spaces.base import check_index
 
 from raynas.spaces.nb101_graph import INPUT, OPS, OUTPUT, enumerate_cells, prune, spec_hash, validate_spec
@@ -25,13 +26,6 @@ from raynas.spaces.nb101_graph import INPUT, OPS, OUTPUT, enumerate_cells, prune
 NUM_CELLS = 423_624
 CACHE_NAME = "nb101_cells_v2.parquet"  # v2: the benchmark's representative of each class
 _HASH = re.compile(r"^[0-9a-f]{32}$")
-
-
-def cache_dir() -> Path:
-    if os.environ.get("RAYNAS_CACHE_DIR"):
-        return Path(os.environ["RAYNAS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "raynas"
 
 
 def build_cell_table(path: Path, processes: int | None = None) -> pa.Table:

@@ -7,14 +7,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raynas.datafiles import data_file
+from raynas.datafiles import resolve_need
 from raynas.spaces.nb101 import NB101Space
 
 
 def load_nb101_ground_truth(path: str | Path | None = None) -> pa.Table:
-    """``shared/data/nb101/accuracy_sample5000.parquet`` (or ``path``: a table with ``hash``
-    and accuracy columns) with an ``index`` column added."""
-    table = pq.read_table(Path(path) if path else data_file("nb101/accuracy_sample5000.parquet"))
+    """The resolved ``nb101-accuracy`` table (or ``path``: a table with ``hash`` and accuracy
+    columns) with an ``index`` column added."""
+    table = pq.read_table(Path(path) if path else resolve_need("nb101-accuracy").path)
     space = NB101Space()
     index = [space.index_of(h) for h in table.column("hash").to_pylist()]
     return table.add_column(0, "index", pa.array(index, pa.int64()))
