@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--limit", type=int, help="only the first N selected cells")
     score.add_argument("--all", action="store_true", help="the whole space even on an embedded Ray")
     score.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    score.add_argument("--num-gpus-per-actor", type=float, default=1.0, help="fractions share a GPU, e.g. 0.25")
+    score.add_argument("--num-gpus-per-actor", type=float,
+                       help="fractions share a GPU, e.g. 0.25 (default with --device cuda: measured — one actor's "
+                            "GPU memory on the space's heaviest cell against the GPU's size)")
     score.add_argument("--cpus-per-actor", type=float, default=1.0)
     score.add_argument("--max-actors", type=int)
     score.add_argument("--shard-size", type=int, help="cells per task and per Parquet part")

@@ -58,6 +58,31 @@ def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | Confi
     return config
 
 
+class InitialState:
+    """A cell's initial parameters and buffers, put back between proxies without a full
+    state_dict reload: the buffers always (a train-mode forward moves BN running
+    statistics inside the kernel, which no version counter records; they are small), the
+    parameters only when a proxy changed one in place (its version counter moved) — each
+    group in one foreach copy."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.params = list(model.parameters())
+        self.buffers = list(model.buffers())
+        self.saved_params = [p.detach().clone() for p in self.params]
+        self.saved_buffers = [b.detach().clone() for b in self.buffers]
+        self.versions = [p._version for p in self.params]
+
+    def restore(self) -> None:
+        changed = [i for i, p in enumerate(self.params) if p._version != self.versions[i]]
+        with torch.no_grad():
+            if self.buffers:
+                torch._foreach_copy_(self.buffers, self.saved_buffers)
+            if changed:
+                torch._foreach_copy_([self.params[i] for i in changed], [self.saved_params[i] for i in changed])
+        for i in changed:
+            self.versions[i] = self.params[i]._version
+
+
 class CellScorer:
     """Scores cells of one space with a fixed set of configured proxies on one device."""
 
@@ -76,6 +101,12 @@ class CellScorer:
         self.dataset = dataset_info(dataset)
         self.seed = int(seed)
         self.device = pick_device(device)
+        if self.device.type == "cuda":
+            # Full fp32 (no TF32) in convolutions and matmuls, so that a cell scores the same
+            # on a GPU as on a CPU up to rounding: TF32 keeps 10 mantissa bits, and GradAlign
+            # reads the signs of small gradients. These kernels are launch-bound anyway.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         # Probes are built up front: a missing dataset fails here, before any cell is scored.
         self._probes: dict[ProbeSpec, ProbeBatch | None] = {}
         self._shared_needs: dict[ProbeSpec, frozenset[str]] = {}
@@ -119,14 +150,14 @@ class CellScorer:
             with seeded(cell_seed):
                 model = self.space.build(index, self.dataset.num_classes)
             model.to(self.device)
-            initial = {k: v.clone() for k, v in model.state_dict().items()}
+            initial = InitialState(model)
         row["build_time_s"] = build.seconds
         shared: dict = {}  # one cell's reusable work (the shared gradient pass)
         for i, cp in enumerate(self.proxies):
             if degenerate and not cp.proxy.structural:
                 continue
             if i:
-                model.load_state_dict(initial)
+                initial.restore()
             model.zero_grad(set_to_none=True)
             ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.label),
                                shared=shared, shared_needs=self._shared_needs[cp.probe_spec()])

@@ -82,16 +82,42 @@ def test_unknown_bn_mode():
 
 
 @pytest.mark.parametrize("bn", ["per_sample", "eval"])
-def test_class_by_class_equals_whole_batch(bn):
-    from raynas.proxies.base import ProxyContext
-    from raynas.proxies.gradalign import GradAlignOptions, compute
+def test_chunks_and_column_blocks_do_not_change_scores(bn):
+    """Whole batch in one vmap call and one column block, vs. chunks of whole classes (at
+    most 3 rows) and blocks of 7 columns: per-sample gradients do not depend on the other
+    samples in either BN mode, and the sums split exactly over columns."""
+    from raynas.proxies.gradalign import model_alignment
 
     net = tiny_bn_net()
     gen = torch.Generator().manual_seed(4)
-    batch = ProbeBatch(torch.randn(9, 3, 6, 6, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2]))
-    ctx = ProxyContext(torch.device("cpu"), 3, 0)
-    whole = compute(net, batch, GradAlignOptions(bn=bn, by_class=False), ctx)
-    split = compute(net, batch, GradAlignOptions(bn=bn, by_class=True), ctx)
-    assert split.keys() == whole.keys()
+    batch = ProbeBatch(torch.randn(10, 3, 6, 6, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2]))
+    whole = model_alignment(net, batch, bn, max_rows=10, width=10_000)
+    split = model_alignment(net, batch, bn, max_rows=3, width=7)
+    reference = alignment_scores(per_sample_gradients(net, batch, bn).values(), batch.labels)
+    assert split.keys() == whole.keys() == reference.keys()
     for key in whole:
-        assert split[key] == pytest.approx(whole[key], rel=1e-9, abs=1e-12), key
+        assert split[key] == pytest.approx(whole[key], rel=1e-12, abs=1e-12), key
+        assert reference[key] == pytest.approx(whole[key], rel=1e-12, abs=1e-12), key
+    assert whole["gradalign_classes"] == 3
+
+
+def test_chunk_plan_packs_whole_classes_largest_first():
+    from raynas.proxies.gradalign import plan_chunks
+
+    labels = torch.tensor([0, 1, 1, 2, 2, 2, 3, 3, 4])  # class 0 and 4 have one sample: unused
+    chunks = plan_chunks(labels, max_rows=4)
+    assert [c.rows.tolist() for c in chunks] == [[3, 4, 5], [1, 2, 6, 7]]
+    assert [[(g.start, g.classes, g.size) for g in c.groups] for c in chunks] == [[(0, 1, 3)], [(0, 2, 2)]]
+    (one,) = plan_chunks(labels, max_rows=100)
+    assert one.rows.tolist() == [3, 4, 5, 1, 2, 6, 7]
+    assert [(g.start, g.classes, g.size) for g in one.groups] == [(0, 1, 3), (3, 2, 2)]
+
+
+def test_bad_options_are_refused_when_parsed():
+    from raynas.proxies.registry import parse_proxy
+
+    with pytest.raises(ValueError, match=r"gradalign bn must be one of \('per_sample', 'eval'\), got 'bogus'"):
+        parse_proxy("gradalign:bn=bogus")
+    with pytest.raises(ValueError, match="memory_mb must be positive"):
+        parse_proxy("gradalign:memory_mb=0")
+    assert parse_proxy("gradalign:memory_mb=64").config_dict()["memory_mb"] == 64  # recorded: it groups vmap calls

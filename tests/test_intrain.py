@@ -30,9 +30,9 @@ def test_pr_bounds_and_scale_invariance():
     gen = torch.Generator().manual_seed(1)
     for channels in (1, 2, 7, 32):
         a = torch.randn(200, channels, generator=gen) @ torch.randn(channels, channels, generator=gen)
-        pr = participation_ratio(a)
+        pr = float(participation_ratio(a))
         assert 1.0 - 1e-9 <= pr <= channels + 1e-9
-        assert participation_ratio(a * 1e3) == pytest.approx(pr, rel=1e-6)
+        assert float(participation_ratio(a * 1e3)) == pytest.approx(pr, rel=1e-6)
 
 
 def test_dead_layers_count_as_collapsed():
@@ -43,11 +43,27 @@ def test_dead_layers_count_as_collapsed():
 
 
 def test_gradient_resilience_hand_values():
-    assert gradient_resilience(torch.tensor([1.0, -1.0, 1.0, -1.0])) == pytest.approx(1.0)
+    def r(*values: float) -> float:
+        return float(gradient_resilience([torch.tensor(values)])[0])
+
+    assert r(1.0, -1.0, 1.0, -1.0) == pytest.approx(1.0)
     # mean 1, population std √3, max 4 → √3 / 4
-    assert gradient_resilience(torch.tensor([0.0, 0.0, 0.0, 4.0])) == pytest.approx(math.sqrt(3) / 4)
-    assert gradient_resilience(torch.zeros(5)) == 0.0
-    assert math.isnan(gradient_resilience(torch.tensor([1.0, float("nan")])))
+    assert r(0.0, 0.0, 0.0, 4.0) == pytest.approx(math.sqrt(3) / 4)
+    assert r(0.0, 0.0, 0.0, 0.0, 0.0) == 0.0
+    assert math.isnan(r(1.0, float("nan")))
+    assert math.isnan(r(float("inf"), 1.0))
+
+
+def test_gradient_resilience_segments_are_independent():
+    """All tensors at once (one concatenated vector) equals each tensor alone, whatever the
+    shapes and scales of its neighbours."""
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(3, 4, generator=g) * 1e3, torch.zeros(7), torch.randn(5, generator=g).abs(), torch.ones(1) * 2]
+    together = gradient_resilience(grads)
+    alone = torch.cat([gradient_resilience([t]) for t in grads])
+    assert torch.equal(together, alone)
+    assert together[1] == 0.0 and together[3] == 0.0  # a single element: std 0
+    assert gradient_resilience([]).numel() == 0
 
 
 def test_intrain_on_identity_linear_layer():

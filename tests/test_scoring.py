@@ -107,3 +107,26 @@ def test_balanced_real_batches(shared_data):
     per_class = torch.bincount(batch.labels, minlength=10)
     assert per_class.min() >= 12 and per_class.max() <= 13
     assert abs(float(batch.inputs.mean())) < 0.3 and 0.7 < float(batch.inputs.std()) < 1.3
+
+
+def test_initial_state_restores_what_proxies_change():
+    """BN running statistics move inside the kernel (no version bump) and a parameter
+    changed in place (version bump): both come back, untouched tensors are not copied."""
+    from torch import nn
+
+    from raynas.scoring import InitialState
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.randn(2, 3, 5, 5))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    state = InitialState(net)
+    net.train()(torch.randn(8, 3, 5, 5) * 3 + 1)
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)
+    assert not torch.equal(net[1].running_var, before["1.running_var"])
+    untouched = net[4].weight._version
+    state.restore()
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert net[4].weight._version == untouched  # not rewritten

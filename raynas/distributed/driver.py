@@ -35,7 +35,7 @@ class RunOptions:
     cells: Sequence[int] | None = None  # explicit selection (indices); None = whole space
     limit: int | None = None  # first N of the selection
     device: str = "auto"  # auto: GPU actors if the cluster has GPUs now, else CPU
-    num_gpus_per_actor: float = 1.0
+    num_gpus_per_actor: float | None = None  # None: measured (raynas.distributed.packing)
     cpus_per_actor: float = 1.0
     max_actors: int | None = None
     shard_size: int | None = None
@@ -94,7 +94,7 @@ def _connect(address: str | None) -> None:
                  log_to_driver=False)
 
 
-def _plan_actors(opts: RunOptions) -> tuple[str, int, float | None]:
+def _plan_actors(opts: RunOptions, todo: Sequence[int]) -> tuple[str, int, float | None]:
     """(device, max actors, GPUs per actor) from the options and the cluster now."""
     import ray
 
@@ -106,14 +106,40 @@ def _plan_actors(opts: RunOptions) -> tuple[str, int, float | None]:
         opts.log.warning("device auto: cluster has %g GPU(s) → %s actors%s", gpus, device.upper(),
                          "" if gpus else " (pass --device cuda on a cluster whose GPU workers autoscale from 0)")
     if device == "cuda":
-        if not 0 < opts.num_gpus_per_actor <= 1 and opts.num_gpus_per_actor != int(opts.num_gpus_per_actor):
-            raise ValueError(f"--num-gpus-per-actor must be in (0, 1] or a whole number, got {opts.num_gpus_per_actor}")
-        fit = int(gpus / opts.num_gpus_per_actor) if gpus else 0
-        return device, opts.max_actors or fit or 8, opts.num_gpus_per_actor
+        per_actor = opts.num_gpus_per_actor
+        if per_actor is None:
+            per_actor, reason = _measured_gpus_per_actor(opts, todo, gpus, cpus)
+            opts.log.warning("GPUs per actor: %s", reason)
+        fit = int(gpus / per_actor) if gpus else 0
+        return device, opts.max_actors or fit or 8, per_actor
     if device != "cpu":
         raise ValueError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
     fit = max(1, int((os.cpu_count() if not opts.address else cpus) // opts.cpus_per_actor))
     return device, opts.max_actors or fit, None
+
+
+def check_gpus_per_actor(value: float | None) -> None:
+    """A fraction in (0, 1] shares a GPU; a whole number ≥ 1 gives an actor several."""
+    if value is not None and not (0 < value <= 1 or (value >= 1 and value == int(value))):
+        raise ValueError(f"--num-gpus-per-actor must be in (0, 1] or a whole number, got {value:g}")
+
+
+def calibration_cell(space_name: str, todo: Sequence[int]) -> int:
+    """The cell to measure an actor's GPU footprint on: the space's heaviest if it names
+    one, else the first cell to score."""
+    heaviest = getattr(get_space(space_name), "heaviest_cell", None)
+    return heaviest() if callable(heaviest) else todo[0]
+
+
+def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float, cpus: float) -> tuple[float, str]:
+    import ray
+
+    from raynas.distributed.packing import Footprint, measure_footprint, plan_packing
+
+    cell = calibration_cell(opts.space, todo)
+    task = ray.remote(num_gpus=1, num_cpus=0, max_retries=0)(measure_footprint)
+    footprint = Footprint(**ray.get(task.remote(opts.space, _as_list(opts.proxies), opts.dataset, opts.seed, cell)))
+    return plan_packing(footprint, cpus / gpus if gpus else None)
 
 
 def run_scoring(opts: RunOptions) -> RunSummary:
@@ -123,6 +149,7 @@ def run_scoring(opts: RunOptions) -> RunSummary:
 
     start = time.monotonic()
     out = Path(opts.out).resolve()
+    check_gpus_per_actor(opts.num_gpus_per_actor)
     config = scoring_config(opts.space, opts.proxies, opts.dataset, opts.seed)
     selection = select_cells(opts.space, opts.cells, opts.limit)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +166,7 @@ def run_scoring(opts: RunOptions) -> RunSummary:
             return RunSummary(out, len(selection), already, 0, 0, "-", 0, time.monotonic() - start)
 
         _connect(opts.address)
-        device, actors, gpus_per_actor = _plan_actors(opts)
+        device, actors, gpus_per_actor = _plan_actors(opts, todo)
         size = opts.shard_size or DEFAULT_SHARD[device]
         shards = [todo[i : i + size] for i in range(0, len(todo), size)]
         actors = max(1, min(actors, len(shards)))

@@ -3,14 +3,16 @@
 Per class c (N_c ≥ 2): s_i = sign(g_i), m = sign(Σ_i g_i);
 GradAlign-I  = mean_i s_i · m          (also divided by the parameter count P);
 GradAlign-II = log det(S Sᵀ)           (−inf when the sign Gram matrix is singular).
-Both averaged over classes. Per-sample gradients come from ``torch.func`` (vmap ∘ grad).
+Both averaged over classes. Per-sample gradients come from ``torch.func`` (vmap ∘ grad) for
+the whole batch at once (or in as few chunks as the memory budget allows); everything after
+is a handful of batched tensor operations and one read-back per cell.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,8 @@ from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
 
 BN_MODES = ("per_sample", "eval")
+EXACT_FP32_COLUMNS = 1 << 23  # a ±1 dot product over fewer columns is an exact fp32 integer
+BYTES_PER_SAMPLE_PARAM = 12  # per-sample gradient + vmap's parameter-sized intermediates
 
 
 @dataclass(frozen=True)
@@ -30,32 +34,49 @@ class GradAlignOptions:
     # OPEN: per_sample = train-mode BN on each sample alone (as a batch-1 loop would do);
     # eval = BN with its initial running statistics. Measured in docs/results.md.
     bn: str = "per_sample"
-    chunk_size: int | None = None  # vmap chunking, to bound memory on big networks
-    # One class at a time: peak memory ~ (class size × parameters) instead of (N × P), same
-    # scores (per-sample gradients do not depend on the other samples in either BN mode).
-    by_class: bool = True
+    # Working memory for the per-sample gradients: whole classes go through vmap in as few
+    # chunks as fit (one on NB201). How samples are grouped into vmap calls moves fp32
+    # per-sample gradients by rounding (GradAlign-I by ~1e-5 relative on NB101), so this is
+    # part of the recorded config like every other option.
+    memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.bn not in BN_MODES:
+            raise ValueError(f"gradalign bn must be one of {BN_MODES}, got {self.bn!r}")
+        if self.memory_mb < 1:
+            raise ValueError(f"gradalign memory_mb must be positive, got {self.memory_mb}")
 
 
-def per_sample_gradients(model: nn.Module, batch: ProbeBatch, bn: str, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
-    """{parameter name: (N, *shape)} gradients of each sample's cross-entropy loss."""
+def functional_copy(model: nn.Module, bn: str) -> tuple[nn.Module, dict, dict]:
+    """(network, parameters, buffers) to differentiate per sample. ``per_sample``: a private
+    copy whose BN normalises each sample by its own statistics (running statistics cannot
+    be updated inside vmap; the caller's network is untouched)."""
     if bn not in BN_MODES:
         raise ValueError(f"gradalign bn must be one of {BN_MODES}, got {bn!r}")
-    if bn == "per_sample":
-        # Running statistics cannot be updated inside vmap; drop them on a private copy so
-        # the caller's network is untouched.
-        net = replace_all_batch_norm_modules_(copy.deepcopy(model)).train()
-    else:
-        net = model.eval()
+    net = replace_all_batch_norm_modules_(copy.deepcopy(model)).train() if bn == "per_sample" else model.eval()
     params = {k: p.detach() for k, p in net.named_parameters()}
     buffers = {k: b.detach() for k, b in net.named_buffers()}
+    return net, params, buffers
+
+
+def per_sample_flat(net: nn.Module, params: dict, buffers: dict, inputs: torch.Tensor,
+                    labels: torch.Tensor) -> list[torch.Tensor]:
+    """Per-sample gradients of each parameter tensor, flattened to (rows, numel), from one
+    vmap call over all the rows."""
 
     def sample_loss(p: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = functional_call(net, (p, buffers), (x.unsqueeze(0),))
         return F.cross_entropy(logits, y.unsqueeze(0))
 
-    return vmap(grad(sample_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(
-        params, batch.inputs, batch.labels
-    )
+    grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, inputs, labels)
+    return [g.reshape(len(labels), -1) for g in grads.values()]
+
+
+def per_sample_gradients(model: nn.Module, batch: ProbeBatch, bn: str) -> dict[str, torch.Tensor]:
+    """{parameter name: (N, *shape)} gradients of each sample's cross-entropy loss."""
+    net, params, buffers = functional_copy(model, bn)
+    flats = per_sample_flat(net, params, buffers, batch.inputs, batch.labels)
+    return {k: flat.reshape(len(batch), *p.shape) for (k, p), flat in zip(params.items(), flats)}
 
 
 def class_groups(labels: torch.Tensor) -> list[torch.Tensor]:
@@ -68,34 +89,101 @@ def class_groups(labels: torch.Tensor) -> list[torch.Tensor]:
     return groups
 
 
-def per_class_alignment(gradients: Iterable[torch.Tensor], groups: list[torch.Tensor], n: int) -> tuple[list[float], list[float], int]:
-    """(GA-I per class, GA-II per class, parameter count) from per-sample gradient tensors
-    (each (n, ...)) and the row indices of each class.
+@dataclass(frozen=True)
+class SizeGroup:
+    """Consecutive classes of one size: rows ``start .. start + classes·size`` of a chunk
+    viewed as (classes, size, columns) with no copy."""
 
-    Works tensor by tensor (the sums over parameters split exactly), padding classes into one
-    batched matmul, so the (N, P) matrix is never materialised.
-    """
-    width = max(len(g) for g in groups)
-    # (K, width) row indices into the gradients, padded with n → an appended zero row.
-    index = torch.full((len(groups), width), n, dtype=torch.long)
-    for k, g in enumerate(groups):
-        index[k, : len(g)] = g
-    sizes = torch.tensor([len(g) for g in groups], dtype=torch.float64)
+    start: int
+    classes: int
+    size: int
 
-    align = torch.zeros(len(groups), width, dtype=torch.float64)
-    gram = torch.zeros(len(groups), width, width, dtype=torch.float64)
-    n_params = 0
-    for g in gradients:
-        flat = g.reshape(n, -1)
-        n_params += flat.shape[1]
-        padded = torch.cat([flat, flat.new_zeros(1, flat.shape[1])])[index.to(flat.device)]  # (K, W, p)
-        signs = torch.sign(padded)
-        mean_sign = torch.sign(padded.sum(1, keepdim=True))  # (K, 1, p)
-        align += (signs * mean_sign).sum(-1).double().cpu()
-        gram += torch.bmm(signs, signs.transpose(1, 2)).double().cpu()
 
-    per_class_2 = [sign_gram_logdet(gram[k, :size, :size]) for k, size in enumerate(sizes.long().tolist())]
-    return (align.sum(1) / sizes).tolist(), per_class_2, n_params
+@dataclass(frozen=True)
+class Chunk:
+    """Whole classes whose per-sample gradients are computed in one vmap call."""
+
+    rows: torch.Tensor  # batch rows, class after class, larger classes first
+    groups: tuple[SizeGroup, ...]
+
+
+def plan_chunks(labels: torch.Tensor, max_rows: int) -> list[Chunk]:
+    """The usable rows (classes with ≥ 2 samples) packed into as few chunks of whole classes
+    as ``max_rows`` allows (a class larger than that is a chunk of its own)."""
+    classes = sorted(class_groups(labels), key=len, reverse=True)
+    packed: list[list[torch.Tensor]] = [[]]
+    for rows in classes:
+        if packed[-1] and sum(map(len, packed[-1])) + len(rows) > max_rows:
+            packed.append([])
+        packed[-1].append(rows)
+    chunks = []
+    for members in packed:
+        groups, start = [], 0
+        for size in sorted({len(r) for r in members}, reverse=True):
+            count = sum(len(r) == size for r in members)
+            groups.append(SizeGroup(start, count, size))
+            start += count * size
+        chunks.append(Chunk(torch.cat(members), tuple(groups)))
+    return chunks
+
+
+def column_blocks(flats: list[torch.Tensor], width: int) -> Iterator[torch.Tensor]:
+    """(rows, ≤ width) blocks over the columns of row-aligned matrices: small ones joined,
+    large ones sliced (views, no copy)."""
+    pending: list[torch.Tensor] = []
+    filled = 0
+    for flat in flats:
+        for a in range(0, flat.shape[1], width):
+            piece = flat[:, a : a + width]
+            if filled + piece.shape[1] > width and pending:
+                yield pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)
+                pending, filled = [], 0
+            pending.append(piece)
+            filled += piece.shape[1]
+    if pending:
+        yield pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)
+
+
+class AlignmentSums:
+    """Per class, accumulated over column blocks: Σ_p m_p · Σ_{i∈c} s_i,p (GA-I × n_c) and
+    the sign Gram S_c S_cᵀ (float64; each block's fp32 product is exact below 2²⁴ columns)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.weighted: list[torch.Tensor] = []  # per size group: (classes,)
+        self.grams: list[torch.Tensor] = []  # per size group: (classes, size, size)
+        self.sizes: list[int] = []
+        self.n_params = 0
+
+    def add_chunk(self, flats: list[torch.Tensor], groups: tuple[SizeGroup, ...], width: int) -> None:
+        weighted = [torch.zeros(g.classes, dtype=torch.float64, device=self.device) for g in groups]
+        grams = [torch.zeros(g.classes, g.size, g.size, dtype=torch.float64, device=self.device) for g in groups]
+        columns = 0
+        for block in column_blocks(flats, min(width, EXACT_FP32_COLUMNS)):
+            signs = torch.sign(block)
+            columns += block.shape[1]
+            for g, w, gram in zip(groups, weighted, grams):
+                rows = slice(g.start, g.start + g.classes * g.size)
+                s = signs[rows].view(g.classes, g.size, -1)
+                mean_sign = torch.sign(block[rows].reshape(g.classes, g.size, -1).sum(1))
+                w += (s.sum(1) * mean_sign).sum(1, dtype=torch.float64)
+                gram += torch.bmm(s, s.transpose(1, 2)).double()
+        self.weighted += weighted
+        self.grams += grams
+        self.sizes += [g.size for g in groups for _ in range(g.classes)]
+        self.n_params = columns
+
+    def scores(self) -> dict[str, float]:
+        """GA-I and GA-II per class (one read-back), averaged by :func:`summarise`."""
+        ga2 = []
+        for gram in self.grams:
+            sign, logdet = torch.linalg.slogdet(gram)
+            # A nonsingular integer matrix has |det| ≥ 1: log det below log(1/2) is
+            # round-off on a singular one.
+            ga2.append(torch.where((sign > 0) & (logdet >= math.log(0.5)), logdet, torch.full_like(logdet, -math.inf)))
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.device)
+        per_class_1, per_class_2 = torch.stack([torch.cat(self.weighted) / sizes, torch.cat(ga2)]).tolist()
+        return summarise(per_class_1, per_class_2, self.n_params)
 
 
 def summarise(per_class_1: list[float], per_class_2: list[float], n_params: int) -> dict[str, float]:
@@ -109,37 +197,41 @@ def summarise(per_class_1: list[float], per_class_2: list[float], n_params: int)
     }
 
 
+def block_width(rows: int, device: torch.device, memory_mb: float) -> int:
+    """Columns per block: on CPU blocks of ≤ 16 MB (below glibc's mmap threshold, so their
+    memory is reused instead of faulted in anew); on a GPU a quarter of the budget."""
+    budget = 16 * 2**20 if device.type == "cpu" else memory_mb * 2**20 / 4
+    return max(1, int(budget) // (4 * rows))
+
+
 def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
     """GradAlign-I, -I/P and -II from per-sample gradient tensors (each (N, ...))."""
-    return summarise(*per_class_alignment(gradients, class_groups(labels), len(labels)))
+    (chunk,) = plan_chunks(labels, len(labels))
+    flats = [g.reshape(len(labels), -1)[chunk.rows.to(g.device)] for g in gradients]
+    sums = AlignmentSums(flats[0].device)
+    sums.add_chunk(flats, chunk.groups, block_width(len(chunk.rows), flats[0].device, 2048))
+    return sums.scores()
 
 
-def sign_gram_logdet(gram: torch.Tensor) -> float:
-    """log det of an integer Gram matrix of sign vectors; −inf when singular.
-
-    An integer matrix that is nonsingular has |det| ≥ 1, so a computed log det below
-    log(1/2) can only be round-off on a singular matrix.
-    """
-    sign, logdet = torch.linalg.slogdet(gram)
-    if float(sign) <= 0 or float(logdet) < math.log(0.5):
-        return -math.inf
-    return float(logdet)
+def model_alignment(model: nn.Module, batch: ProbeBatch, bn: str, max_rows: int, width: int | None = None) -> dict[str, float]:
+    """GradAlign of ``model`` on ``batch``: per-sample gradients for chunks of at most
+    ``max_rows`` samples (whole classes), reduced in column blocks of ``width``."""
+    net, params, buffers = functional_copy(model, bn)  # one copy per cell
+    device = batch.inputs.device
+    sums = AlignmentSums(device)
+    for chunk in plan_chunks(batch.labels, max_rows):
+        rows = chunk.rows.to(device)
+        flats = per_sample_flat(net, params, buffers, batch.inputs[rows], batch.labels[rows])
+        sums.add_chunk(flats, chunk.groups, width or block_width(len(rows), device, 2048))
+        del flats
+    return sums.scores()
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: GradAlignOptions, ctx: ProxyContext) -> dict[str, float]:
-    if not options.by_class:
-        grads = per_sample_gradients(model, batch, options.bn, options.chunk_size)
-        return alignment_scores(grads.values(), batch.labels)
-    per_class_1: list[float] = []
-    per_class_2: list[float] = []
-    for rows in class_groups(batch.labels):
-        rows = rows.to(batch.inputs.device)
-        grads = per_sample_gradients(model, ProbeBatch(batch.inputs[rows], batch.labels[rows]), options.bn, options.chunk_size)
-        one, two, n_params = per_class_alignment(grads.values(), [torch.arange(len(rows))], len(rows))
-        per_class_1 += one
-        per_class_2 += two
-        del grads
-    return summarise(per_class_1, per_class_2, n_params)
+    n_params = sum(p.numel() for p in model.parameters())
+    max_rows = max(1, int(options.memory_mb * 2**20) // (BYTES_PER_SAMPLE_PARAM * n_params))
+    width = block_width(len(batch), batch.inputs.device, options.memory_mb)
+    return model_alignment(model, batch, options.bn, max_rows, width)
 
 
 PROXY = ProxyDef(

@@ -17,6 +17,7 @@ from torch import nn
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks, forward_logits
+from raynas.proxies.segments import concat_segments, segment_sum
 
 LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
 
@@ -40,8 +41,9 @@ def activation_rows(activation: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unsupported activation shape {tuple(activation.shape)}")
 
 
-def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: float = 1e-8) -> float:
-    """PR = (tr C)² / tr(C²) of C = Cov(rows) + εI, in [1, channels].
+def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: float = 1e-8) -> torch.Tensor:
+    """PR = (tr C)² / tr(C²) of C = Cov(rows) + εI, in [1, channels], as a float64 scalar
+    tensor on the activation's device (read back once per cell, not once per layer).
 
     A collapsed layer — all-zero or constant activation, whose covariance is negligible next
     to its second moment — counts as PR = 1; otherwise the ridge alone would give the
@@ -53,19 +55,25 @@ def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: 
     centred = rows - rows.mean(0, keepdim=True)
     cov = centred.T @ centred / n
     trace = cov.diagonal().sum()
-    if not bool(second_moment > 0) or not bool(trace > dead_tol * second_moment):
-        return 1.0
     frob2 = cov.pow(2).sum() + 2 * eps * trace + channels * eps**2
-    return float((trace + channels * eps) ** 2 / frob2)
+    collapsed = (second_moment <= 0) | (trace <= dead_tol * second_moment)
+    return torch.where(collapsed, torch.ones_like(trace), (trace + channels * eps) ** 2 / frob2)
 
 
-def gradient_resilience(grad: torch.Tensor) -> float:
-    """r = min(1, std(g) / max|g|) (population std); 0 when the gradient is all zero."""
-    g = grad.detach().double().flatten()
-    peak = g.abs().max()
-    if not bool(peak > 0):
-        return 0.0 if bool(peak == 0) else float("nan")
-    return float(torch.clamp(g.std(correction=0) / peak, max=1.0))
+def gradient_resilience(grads: list[torch.Tensor]) -> torch.Tensor:
+    """r_i = min(1, std(g_i) / max|g_i|) (population std) per gradient tensor, 0 for an
+    all-zero gradient, NaN for a non-finite one; computed for all tensors at once (one
+    concatenated vector and segment reductions) as a float64 vector on their device."""
+    if not grads:
+        return torch.zeros(0, dtype=torch.float64)
+    flat, segment, sizes = concat_segments([g.detach() for g in grads])
+    flat = flat.double()
+    zeros = flat.new_zeros(len(grads))
+    peak = zeros.scatter_reduce(0, segment, flat.abs(), "amax", include_self=False)
+    mean = segment_sum(flat, segment, len(grads)) / sizes
+    std = (segment_sum((flat - mean[segment]).pow(2), segment, len(grads)) / sizes).sqrt()
+    ratio = torch.clamp(std / peak, max=1.0)
+    return torch.where(peak > 0, ratio, torch.where(peak == 0, zeros, torch.full_like(zeros, float("nan"))))
 
 
 def _grad_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
@@ -83,7 +91,7 @@ def _grad_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
 def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: ProxyContext) -> dict[str, float]:
     if options.layers not in LAYER_TYPES:
         raise ValueError(f"intrain layers must be one of {sorted(LAYER_TYPES)}, got {options.layers!r}")
-    ratios: list[float] = []
+    ratios: list[torch.Tensor] = []
 
     def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         ratios.append(participation_ratio(output, options.eps, options.dead_tol))
@@ -93,8 +101,11 @@ def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: P
         logits = forward_logits(model, batch.inputs)
     F.cross_entropy(logits, batch.labels).backward()
 
-    gamma = sum(math.log(pr) for pr in ratios)
-    o = sum(gradient_resilience(g) for g in _grad_tensors(model, options.grad_params))
+    # Everything stays on the device until this one read-back.
+    gamma, o = torch.stack([
+        torch.stack(ratios).log().sum() if ratios else torch.zeros((), dtype=torch.float64, device=logits.device),
+        gradient_resilience(_grad_tensors(model, options.grad_params)).to(logits.device).sum(),
+    ]).tolist()
     n_layers = len(ratios)
     return {
         "gamma": gamma,

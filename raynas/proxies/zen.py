@@ -11,7 +11,6 @@ variance; raynas keeps that for agreement with published Zen scores."""
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 import torch
@@ -51,11 +50,9 @@ def compute(model: nn.Module, batch: ProbeBatch, options: ZenOptions, ctx: Proxy
     noise = torch.randn(x.shape, generator=gen).to(x)
     with torch.no_grad():
         delta = (net.forward_features(x) - net.forward_features(x + options.mixup_gamma * noise)).abs()
-        expressivity = math.log(float(delta.flatten(1).sum(1).mean()))
-        bn_term = sum(
-            math.log(math.sqrt(float(m.running_var.mean())))
-            for m in net.modules() if isinstance(m, _BatchNorm) and m.running_var is not None
-        )
+        variances = [m.running_var.mean() for m in net.modules() if isinstance(m, _BatchNorm) and m.running_var is not None]
+        bn = torch.stack(variances).double().sqrt().log().sum() if variances else delta.new_zeros((), dtype=torch.float64)
+        expressivity, bn_term = torch.stack([delta.flatten(1).sum(1).mean().double().log(), bn]).tolist()
     return {"zen": expressivity + bn_term, "zen_expressivity": expressivity, "zen_bn": bn_term}
 
 

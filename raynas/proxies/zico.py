@@ -5,7 +5,6 @@ positions of one class-balanced probe, so both cover every class."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
 from raynas.proxies.gradient_pass import weight_layers, with_zeros_for_unused
+from raynas.proxies.segments import concat_segments, segment_sum
 
 
 @dataclass(frozen=True)
@@ -23,16 +23,14 @@ class ZicoOptions:
 
 
 def zico_from_gradients(per_batch: list[list[torch.Tensor]]) -> float:
-    """``per_batch[b][l]``: gradient of layer l on batch b → Σ_l log S_l."""
-    total = 0.0
-    for layer_grads in zip(*per_batch):
-        g = torch.stack([t.double().flatten() for t in layer_grads])
-        sigma = g.std(dim=0, correction=0)
-        keep = sigma != 0
-        s = float((g.abs().mean(0)[keep] / sigma[keep]).sum())
-        if s > 0:
-            total += math.log(s)
-    return total
+    """``per_batch[b][l]``: gradient of layer l on batch b → Σ_l log S_l, all layers at once
+    (one read-back per cell)."""
+    layers = [torch.stack([t.double() for t in layer_grads]) for layer_grads in zip(*per_batch)]
+    g, segment, _ = concat_segments(layers, leading=1)  # (batches, Σ elements)
+    sigma = g.std(dim=0, correction=0)
+    ratio = torch.where(sigma != 0, g.abs().mean(0) / sigma, torch.zeros_like(sigma))
+    s = segment_sum(ratio, segment, len(layers))
+    return float(torch.where(s > 0, s.log(), torch.zeros_like(s)).sum())
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: ZicoOptions, ctx: ProxyContext) -> dict[str, float]:

@@ -111,6 +111,10 @@ class NB201Space:
 
         return TinyNetwork(self.ops(index), num_classes=num_classes)
 
+    def heaviest_cell(self) -> int:
+        """Every edge a 3×3 convolution: the most parameters and activation memory."""
+        return self.index_of("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+
     def example(self) -> str:
         return self.arch_str(0)
 

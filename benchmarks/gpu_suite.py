@@ -1,0 +1,290 @@
+"""The GPU suite: one run, at most ``--budget-s`` seconds, every GPU figure raynas reports.
+
+On a GPU machine whose Python has a CUDA torch and no Ray (raynas from the checkout, never
+pip-installed there; Ray from ../shared/tools/device-kit; the pre-change package exported
+here first with ``git archive`` into the git-ignored ``.baseline/``):
+
+    git archive bda6610 raynas | (mkdir -p .baseline/bda6610 && tar -x -C .baseline/bda6610)
+    ../shared/tools/device-kit                       # .devicekit/site-cp312.tar.xz
+    # there, with .devicekit and .baseline carried:
+    mkdir -p /tmp/site && tar -xJf .devicekit/site-cp312.tar.xz -C /tmp/site
+    PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH python benchmarks/gpu_suite.py \
+        --out $OUT/suite --baseline-dir .baseline/bda6610 --budget-s 480
+
+Phases, each skipped when the budget is spent, each adding to ``OUT/gpu_suite.json``:
+
+1. **sweep** (no Ray): 1, 2, 4, 8 worker processes on the one GPU, each a
+   ``CellScorer(device=...)`` scoring the same fixed NB201 cells with intrain + gradalign on
+   CIFAR-10 (the shipped probes), started together after a warm-up: cells/s for each, and
+   per-proxy ms/cell and peak GPU memory at one worker — for this checkout and for the
+   baseline package, in the same run.
+2. **ray**: ``raynas score nb201 --device DEVICE`` on an embedded Ray with packed actors
+   (GPUs per actor measured), a few hundred cells, checked exactly-once.
+3. **whole**: as much of the whole NB201 space as the time left allows, through the same
+   command, compacted into ``OUT/nb201_cifar10_whole.parquet`` (index-sorted; resumable).
+
+``--device cpu --tiny`` runs every phase end to end at toy sizes (the test suite does, so the
+suite cannot rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP_PROXIES = "intrain;gradalign"
+WHOLE_PROXIES = "intrain,gradalign,synflow,params,flops"
+
+
+def fixed_cells(n: int) -> list[int]:
+    """``n`` non-degenerate NB201 cells spread over the space, the same in every run."""
+    sys.path.insert(0, str(ROOT))
+    from raynas.spaces import get_space
+
+    space = get_space("nb201")
+    step = len(space) // (3 * n)
+    return [c for c in range(7, len(space), step) if not space.is_degenerate(c)][:n]
+
+
+# -- phase 1: the Ray-free sweep ------------------------------------------------------------
+
+def worker_main(args: argparse.Namespace) -> None:
+    """One sweep worker: warm up, say ready, wait for go, score, print one JSON line."""
+    import torch
+
+    import raynas
+    from raynas.scoring import CellScorer
+
+    torch.set_num_threads(1)
+    cells = [int(c) for c in args.cells.split(",")]
+    scorer = CellScorer("nb201", args.proxies, dataset="cifar10", seed=0, device=args.device)
+    scorer.score(cells[0])  # vmap / cuDNN / allocator warm-up, not timed
+    Path(args.ready).touch()
+    while not Path(args.go).exists():
+        time.sleep(0.01)
+    start = time.time()
+    rows = [scorer.score(c) for c in cells]
+    end = time.time()
+    labels = [cp.label for cp in scorer.proxies]
+    print(json.dumps({
+        "raynas": str(Path(raynas.__file__).parent), "start": start, "end": end, "cells": len(rows),
+        "errors": sum(r["status"] == "error" for r in rows),
+        "ms_per_cell": {p: 1000 * statistics.median(r[f"{p}_time_s"] for r in rows) for p in labels},
+        "peak_mb": {p: max(r[f"{p}_peak_mem_mb"] for r in rows) for p in labels},
+        "build_ms": 1000 * statistics.median(r["build_time_s"] for r in rows),
+    }))
+
+
+def sweep_point(pythonpath: Path, workers: int, cells: list[int], device: str, proxies: str, timeout: float) -> dict:
+    """``workers`` processes scoring ``cells`` each, timed from the common go signal."""
+    sync = Path(tempfile.mkdtemp(prefix="raynas-sweep-"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    procs = [subprocess.Popen(
+        [sys.executable, __file__, "--worker", "--device", device, "--proxies", proxies,
+         "--cells", ",".join(map(str, cells)), "--ready", str(sync / f"ready-{i}"), "--go", str(sync / "go")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(workers)]
+    deadline = time.monotonic() + timeout
+    try:
+        while len(list(sync.glob("ready-*"))) < workers:
+            if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+                raise RuntimeError("a sweep worker failed or timed out while warming up: "
+                                   + next((p.stderr.read()[-2000:] for p in procs if p.poll()), "timeout"))
+            time.sleep(0.05)
+        (sync / "go").touch()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            if p.returncode:
+                raise RuntimeError(f"sweep worker failed: {err[-2000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    total = sum(r["cells"] for r in results)
+    return {"workers": workers, "cells": total, "wall_s": wall, "cells_per_s": total / wall,
+            "errors": sum(r["errors"] for r in results), "raynas": results[0]["raynas"],
+            "ms_per_cell": results[0]["ms_per_cell"], "peak_mb": results[0]["peak_mb"],
+            "build_ms": results[0]["build_ms"]}
+
+
+# -- phases 2 and 3: through Ray ------------------------------------------------------------
+
+def raynas_score(args: list[str], timeout: float) -> tuple[int, str]:
+    """``raynas score ...`` from this checkout, stopped with SIGINT (then killed) at timeout."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    proc = subprocess.Popen([sys.executable, "-m", "raynas.cli", "score", "nb201", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+    return proc.returncode, out
+
+
+def exactly_once(out_dir: Path, expected: set[int] | None = None) -> dict:
+    from raynas.results import load_results
+
+    indices = load_results(out_dir, columns=["index"]).column("index").to_pylist()
+    check = {"rows": len(indices), "distinct": len(set(indices)), "duplicates": len(indices) - len(set(indices))}
+    if expected is not None:
+        check["missing"] = len(expected - set(indices))
+        check["foreign"] = len(set(indices) - expected)
+    check["ok"] = check["duplicates"] == 0 and check.get("missing", 0) == 0 and check.get("foreign", 0) == 0
+    return check
+
+
+def summary_line(log: str) -> str:
+    return next((line for line in reversed(log.splitlines()) if line.startswith("scored ")), log.strip()[-500:])
+
+
+# -- the suite ------------------------------------------------------------------------------
+
+class Suite:
+    def __init__(self, out: Path, budget_s: float):
+        self.out, self.deadline = out, time.monotonic() + budget_s
+        self.report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "budget_s": budget_s}
+        out.mkdir(parents=True, exist_ok=True)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def save(self) -> None:
+        (self.out / "gpu_suite.json").write_text(json.dumps(self.report, indent=2))
+
+
+def device_facts(device: str) -> dict:
+    import torch
+
+    facts = {"device": device, "torch": torch.__version__, "python": sys.version.split()[0]}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        facts.update(gpu=props.name, gpu_memory_mb=props.total_memory / 2**20, cuda=torch.version.cuda)
+    return facts
+
+
+def run(args: argparse.Namespace) -> dict:
+    suite = Suite(Path(args.out), args.budget_s)
+    report = suite.report
+    report.update(device_facts(args.device))
+    workers = [1, 2] if args.tiny else [1, 2, 4, 8]
+    cells = fixed_cells(2 if args.tiny else args.sweep_cells)
+    proxies = "intrain:batch_size=8,resolution=16;gradalign:batch_size=20" if args.tiny else SWEEP_PROXIES
+    report["sweep"] = {"cells": cells, "proxies": proxies, "versions": {}}
+    versions = [("current", ROOT)] + ([("baseline", Path(args.baseline_dir).resolve())] if args.baseline_dir else [])
+    for name, path in versions:
+        points = report["sweep"]["versions"].setdefault(name, [])
+        for n in workers:
+            if suite.left() < (args.ray_reserve_s + 20):
+                report["sweep"].setdefault("skipped", []).append(f"{name} ×{n}: out of time")
+                continue
+            try:
+                points.append(sweep_point(path, n, cells, args.device, proxies, min(suite.left(), 300)))
+                p = points[-1]
+                print(f"sweep {name:8s} {n} worker(s): {p['cells_per_s']:8.2f} cells/s  "
+                      f"({', '.join(f'{k} {v:.1f} ms' for k, v in p['ms_per_cell'].items())})", flush=True)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                report["sweep"].setdefault("failed", []).append(f"{name} ×{n}: {exc}")
+                print(f"sweep {name} ×{n} failed: {exc}", flush=True)
+            suite.save()
+
+    ray_cells = 8 if args.tiny else args.ray_cells
+    if suite.left() > 30:
+        run_dir = suite.out / "ray_run"
+        code, log = raynas_score(["--device", args.device, "--cells", f"0:{ray_cells}", "--proxies", proxies,
+                                  "--out", str(run_dir), "--progress-interval", "5"], suite.left() - 10)
+        report["ray"] = {"returncode": code, "summary": summary_line(log),
+                         "packing": [l for l in log.splitlines() if "GPUs per actor" in l],
+                         "exactly_once": exactly_once(run_dir, set(range(ray_cells))) if code == 0 else None}
+        (suite.out / "ray_run.log").write_text(log)
+        print(f"ray: {report['ray']['summary']}; {report['ray']['packing']}; exactly once: {report['ray']['exactly_once']}",
+              flush=True)
+        suite.save()
+
+    if suite.left() > 30:
+        whole_dir = suite.out / "whole"
+        whole_proxies = "intrain:batch_size=8,resolution=16;params" if args.tiny else args.whole_proxies
+        start = time.monotonic()
+        code, log = raynas_score(["--device", args.device, "--all", "--proxies", whole_proxies,
+                                  "--out", str(whole_dir), "--progress-interval", "30"], suite.left() - 15)
+        (suite.out / "whole.log").write_text(log)
+        report["whole"] = {"returncode": code, "seconds": time.monotonic() - start, "proxies": whole_proxies,
+                           "summary": summary_line(log)}
+        if (whole_dir / "_raynas_run.json").exists():
+            from raynas.results import load_results
+
+            table = load_results(whole_dir)
+            report["whole"]["exactly_once"] = exactly_once(whole_dir)
+            report["whole"]["cells"] = table.num_rows
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, suite.out / "nb201_cifar10_whole.parquet", compression="zstd")
+        print(f"whole space: {report['whole'].get('cells', 0)} cells in {report['whole']['seconds']:.0f} s", flush=True)
+        suite.save()
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    suite.save()
+    print_table(report)
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(f"\n{report.get('gpu', report['device'])} · torch {report['torch']}")
+    print(f"{'version':9s} {'workers':>7s} {'cells/s':>9s}  per-proxy ms/cell at that point; peak MiB")
+    for name, points in report.get("sweep", {}).get("versions", {}).items():
+        for p in points:
+            per = ", ".join(f"{k} {v:.1f}" for k, v in p["ms_per_cell"].items())
+            peak = ", ".join(f"{k} {v:.0f}" for k, v in p["peak_mb"].items())
+            print(f"{name:9s} {p['workers']:7d} {p['cells_per_s']:9.2f}  {per}; {peak}")
+    versions = report.get("sweep", {}).get("versions", {})
+    if versions.get("baseline") and versions.get("current"):
+        best = lambda pts: max(p["cells_per_s"] for p in pts)  # noqa: E731
+        one = lambda pts: next(p["cells_per_s"] for p in pts if p["workers"] == 1)  # noqa: E731
+        print(f"speed-up at 1 worker: {one(versions['current']) / one(versions['baseline']):.1f}×; "
+              f"best vs best: {best(versions['current']) / best(versions['baseline']):.1f}×")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="folder for gpu_suite.json, logs and the whole-space Parquet")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--baseline-dir", help="a folder holding the pre-change raynas/ package (git archive)")
+    ap.add_argument("--budget-s", type=float, default=480, help="hard limit of the whole suite")
+    ap.add_argument("--sweep-cells", type=int, default=24, help="cells per sweep worker")
+    ap.add_argument("--ray-cells", type=int, default=300)
+    ap.add_argument("--ray-reserve-s", type=float, default=150, help="seconds the sweep leaves for the Ray phases")
+    ap.add_argument("--whole-proxies", default=WHOLE_PROXIES)
+    ap.add_argument("--tiny", action="store_true", help="toy sizes (CPU test)")
+    # worker mode (internal)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--proxies", help=argparse.SUPPRESS)
+    ap.add_argument("--cells", help=argparse.SUPPRESS)
+    ap.add_argument("--ready", help=argparse.SUPPRESS)
+    ap.add_argument("--go", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker_main(args)
+        return
+    if not args.out:
+        ap.error("--out is required")
+    sys.path.insert(0, str(ROOT))
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

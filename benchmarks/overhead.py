@@ -1,0 +1,136 @@
+"""Launch overhead of the hot path: what a GPU pays per cell whatever its speed.
+
+Per proxy, on fixed NB201 cells: aten calls per cell and host syncs per cell
+(``aten::_local_scalar_dense``: every ``float()``/``.item()``), counted by torch.profiler
+with nested calls included; and the dispatch-bound time per cell — the time with a tiny
+probe, where arithmetic is negligible (InTrain batch 4 at 8×8, GradAlign batch 20).
+The same figures for a baseline version of raynas (a git ref, exported with ``git archive``
+into the git-ignored ``.baseline/``) come from the same run, side by side:
+
+    RAYNAS_DATA_DIR=../shared/data python benchmarks/overhead.py --baseline bda6610
+    python benchmarks/overhead.py --json overhead.json      # this checkout only
+
+Each version runs in a subprocess of its own (one torch thread), so neither warms the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CELLS = (13714, 6111, 100, 2000, 9000)
+PROXIES = ("intrain", "gradalign", "grad_norm", "synflow", "naswot", "zico", "zen")
+TINY = {"intrain": "intrain:batch_size=4,resolution=8", "gradalign": "gradalign:batch_size=20"}
+
+
+def export_baseline(ref: str) -> Path:
+    """``raynas/`` as of ``ref``, unpacked under ``.baseline/<ref>`` (git-ignored)."""
+    target = ROOT / ".baseline" / ref
+    if not (target / "raynas").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "raynas"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def count_calls(scorer, cells) -> tuple[float, float]:
+    """(aten calls, host syncs) per cell, over ``cells`` (after one warm-up cell)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    scorer.score(cells[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for cell in cells:
+            scorer.score(cell)
+    names = [e.name for e in prof.events()]
+    aten = sum(n.startswith("aten::") for n in names)
+    syncs = sum(n == "aten::_local_scalar_dense" for n in names)
+    return aten / len(cells), syncs / len(cells)
+
+
+def median_time(scorer, cells) -> float:
+    scorer.score(cells[0])
+    times = []
+    for cell in cells:
+        start = time.perf_counter()
+        scorer.score(cell)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def worker(proxies: list[str], device: str | None) -> dict:
+    """Measure with whichever raynas is first on sys.path."""
+    import torch
+
+    import raynas
+    from raynas.scoring import CellScorer
+
+    torch.set_num_threads(1)
+    result = {"raynas": str(Path(raynas.__file__).parent), "proxies": {}}
+    for proxy in proxies:
+        scorer = CellScorer("nb201", proxy, device=device, measure_memory=False)
+        aten, syncs = count_calls(scorer, list(CELLS))
+        entry = {"aten_calls": aten, "host_syncs": syncs}
+        if proxy in TINY:
+            entry["dispatch_s"] = median_time(CellScorer("nb201", TINY[proxy], device=device, measure_memory=False), list(CELLS))
+        result["proxies"][proxy] = entry
+    return result
+
+
+def run_version(pythonpath: Path, proxies: list[str], device: str | None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    cmd = [sys.executable, __file__, "--worker", "--proxies", ",".join(proxies)] + (["--device", device] if device else [])
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def table(after: dict, before: dict | None) -> str:
+    lines = [f"{'proxy':10s} {'aten/cell':>22s} {'syncs/cell':>16s} {'dispatch-bound ms/cell':>26s}"]
+    for proxy, a in after["proxies"].items():
+        b = before["proxies"].get(proxy) if before else None
+
+        def pair(key: str, scale: float = 1.0, fmt: str = "{:,.0f}") -> str:
+            now = fmt.format(a[key] * scale) if key in a else "-"
+            if not b or key not in b:
+                return now
+            ratio = b[key] / a[key] if a[key] else float("inf")
+            return f"{fmt.format(b[key] * scale)} → {now} ({ratio:.1f}×)"
+
+        lines.append(f"{proxy:10s} {pair('aten_calls'):>22s} {pair('host_syncs'):>16s} "
+                     f"{pair('dispatch_s', 1000, '{:,.1f}'):>26s}")
+    if before and {"intrain", "gradalign"} <= after["proxies"].keys() & before["proxies"].keys():
+        b = sum(before["proxies"][p]["dispatch_s"] for p in ("intrain", "gradalign"))
+        a = sum(after["proxies"][p]["dispatch_s"] for p in ("intrain", "gradalign"))
+        lines.append(f"intrain + gradalign dispatch-bound: {b * 1000:,.1f} → {a * 1000:,.1f} ms/cell ({b / a:.1f}×)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--proxies", default=",".join(PROXIES))
+    ap.add_argument("--baseline", help="git ref of the version to compare against (e.g. the commit before a change)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    proxies = [p for p in args.proxies.split(",") if p]
+    if args.worker:
+        print(json.dumps(worker(proxies, args.device)))
+        return
+    before = run_version(export_baseline(args.baseline), proxies, args.device) if args.baseline else None
+    after = run_version(ROOT, proxies, args.device)
+    print(f"NB201 cells {', '.join(map(str, CELLS))}; one thread; baseline {args.baseline or '-'}")
+    print(table(after, before))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cells": CELLS, "baseline_ref": args.baseline,
+                                               "before": before, "after": after}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

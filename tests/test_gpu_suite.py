@@ -1,0 +1,40 @@
+"""benchmarks/gpu_suite.py end to end on CPU at toy sizes, so that the one-shot GPU run
+cannot rot: the Ray-free sweep (this checkout and a baseline package, side by side), the
+Ray run checked exactly-once, and the whole-space phase cut by the budget and compacted."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
+    out = tmp_path / "suite"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # The baseline is this checkout too (CI may have no history to export): the point is
+    # that the side-by-side path runs, not the ratio.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--device", "cpu", "--tiny", "--out", str(out),
+         "--baseline-dir", str(ROOT), "--budget-s", "110", "--ray-reserve-s", "70"],
+        env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "gpu_suite.json").read_text())
+    assert report["device"] == "cpu" and report["finished"]
+    versions = report["sweep"]["versions"]
+    assert [p["workers"] for p in versions["current"]] == [1, 2]
+    for point in versions["current"] + versions["baseline"]:
+        assert point["cells"] == 2 * point["workers"] and point["errors"] == 0 and point["cells_per_s"] > 0
+        assert set(point["ms_per_cell"]) == {"intrain", "gradalign"}
+    assert report["ray"]["returncode"] == 0 and report["ray"]["exactly_once"]["ok"]
+    assert report["ray"]["exactly_once"]["rows"] == 8
+    whole = report["whole"]
+    assert whole["cells"] > 0 and whole["exactly_once"]["ok"]
+    table = pq.read_table(out / "nb201_cifar10_whole.parquet")
+    assert table.num_rows == whole["cells"]
+    assert table.column("index").to_pylist() == sorted(table.column("index").to_pylist())
+    assert "speed-up at 1 worker" in done.stdout
