@@ -1,8 +1,12 @@
 """Launch overhead of the hot path: what a GPU pays per cell whatever its speed.
 
-Per proxy, on fixed NB201 cells: aten calls per cell and host syncs per cell
-(``aten::_local_scalar_dense``: every ``float()``/``.item()``), counted by torch.profiler
-with nested calls included; and the dispatch-bound time per cell — the time with a tiny
+Per proxy, on fixed NB201 cells: aten calls per cell, counted by torch.profiler with nested
+calls included (the issue's measure) and top-level only (those Python dispatches: on a GPU
+each is at least one kernel launch, while nested ones are often a CPU kernel's inner loop,
+e.g. the grouped-convolution backward looping over groups); host syncs per cell
+(``aten::_local_scalar_dense``: every ``float()``/``.item()``; a ``.tolist()`` of a CPU
+tensor is invisible to the profiler, so the one read-back per proxy of the new path adds 1
+on a GPU); and the dispatch-bound time per cell — the time with a tiny
 probe, where arithmetic is negligible (InTrain batch 4 at 8×8, GradAlign batch 20).
 The same figures for a baseline version of raynas (a git ref, exported with ``git archive``
 into the git-ignored ``.baseline/``) come from the same run, side by side:
@@ -40,18 +44,26 @@ def export_baseline(ref: str) -> Path:
     return target
 
 
-def count_calls(scorer, cells) -> tuple[float, float]:
-    """(aten calls, host syncs) per cell, over ``cells`` (after one warm-up cell)."""
+def _top_level(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None and not parent.name.startswith("aten::"):
+        parent = parent.cpu_parent
+    return parent is None
+
+
+def count_calls(scorer, cells) -> tuple[float, float, float]:
+    """(aten calls, top-level aten calls, host syncs) per cell, over ``cells`` (after one
+    warm-up cell)."""
     from torch.profiler import ProfilerActivity, profile
 
     scorer.score(cells[0])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for cell in cells:
             scorer.score(cell)
-    names = [e.name for e in prof.events()]
-    aten = sum(n.startswith("aten::") for n in names)
-    syncs = sum(n == "aten::_local_scalar_dense" for n in names)
-    return aten / len(cells), syncs / len(cells)
+    aten = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = sum(_top_level(e) for e in aten)
+    syncs = sum(e.name == "aten::_local_scalar_dense" for e in aten)
+    return len(aten) / len(cells), top / len(cells), syncs / len(cells)
 
 
 def median_time(scorer, cells) -> float:
@@ -75,8 +87,8 @@ def worker(proxies: list[str], device: str | None) -> dict:
     result = {"raynas": str(Path(raynas.__file__).parent), "proxies": {}}
     for proxy in proxies:
         scorer = CellScorer("nb201", proxy, device=device, measure_memory=False)
-        aten, syncs = count_calls(scorer, list(CELLS))
-        entry = {"aten_calls": aten, "host_syncs": syncs}
+        aten, top, syncs = count_calls(scorer, list(CELLS))
+        entry = {"aten_calls": aten, "top_level_calls": top, "host_syncs": syncs}
         if proxy in TINY:
             entry["dispatch_s"] = median_time(CellScorer("nb201", TINY[proxy], device=device, measure_memory=False), list(CELLS))
         result["proxies"][proxy] = entry
@@ -91,7 +103,8 @@ def run_version(pythonpath: Path, proxies: list[str], device: str | None) -> dic
 
 
 def table(after: dict, before: dict | None) -> str:
-    lines = [f"{'proxy':10s} {'aten/cell':>22s} {'syncs/cell':>16s} {'dispatch-bound ms/cell':>26s}"]
+    lines = [f"{'proxy':10s} {'aten/cell (nested)':>24s} {'top-level aten/cell':>22s} {'syncs/cell':>16s} "
+             f"{'dispatch-bound ms/cell':>26s}"]
     for proxy, a in after["proxies"].items():
         b = before["proxies"].get(proxy) if before else None
 
@@ -102,7 +115,7 @@ def table(after: dict, before: dict | None) -> str:
             ratio = b[key] / a[key] if a[key] else float("inf")
             return f"{fmt.format(b[key] * scale)} → {now} ({ratio:.1f}×)"
 
-        lines.append(f"{proxy:10s} {pair('aten_calls'):>22s} {pair('host_syncs'):>16s} "
+        lines.append(f"{proxy:10s} {pair('aten_calls'):>24s} {pair('top_level_calls'):>22s} {pair('host_syncs'):>16s} "
                      f"{pair('dispatch_s', 1000, '{:,.1f}'):>26s}")
     if before and {"intrain", "gradalign"} <= after["proxies"].keys() & before["proxies"].keys():
         b = sum(before["proxies"][p]["dispatch_s"] for p in ("intrain", "gradalign"))

@@ -99,3 +99,19 @@ def test_intrain_raises_on_input_independent_output():
         net[0].weight.zero_()
     with pytest.raises(DegenerateNetwork):
         compute(net, ProbeBatch(SIGNS, torch.zeros(4, dtype=torch.long)), InTrainOptions(), CTX)
+
+
+def test_batched_participation_ratios_equal_one_at_a_time(monkeypatch):
+    """Layers of one shape are stacked (and split into groups by memory); each PR is the one
+    computed alone, in the layers' order, collapsed layers included."""
+    from raynas.proxies import intrain
+    from raynas.proxies.intrain import participation_ratios
+
+    gen = torch.Generator().manual_seed(2)
+    acts = [torch.randn(4, 3, 5, 5, generator=gen), torch.randn(6, 8, generator=gen), torch.zeros(4, 3, 5, 5),
+            torch.randn(4, 3, 5, 5, generator=gen) * 1e3, torch.randn(6, 8, generator=gen)]
+    alone = torch.stack([participation_ratio(a) for a in acts])
+    assert torch.allclose(participation_ratios(acts), alone, rtol=1e-12, atol=0)
+    assert participation_ratios(acts)[2] == 1.0
+    monkeypatch.setattr(intrain, "GROUP_BYTES", 1)  # one layer per group
+    assert torch.allclose(participation_ratios(acts), alone, rtol=1e-12, atol=0)

@@ -41,23 +41,51 @@ def activation_rows(activation: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unsupported activation shape {tuple(activation.shape)}")
 
 
-def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: float = 1e-8) -> torch.Tensor:
-    """PR = (tr C)² / tr(C²) of C = Cov(rows) + εI, in [1, channels], as a float64 scalar
-    tensor on the activation's device (read back once per cell, not once per layer).
+GROUP_BYTES = 256 * 2**20  # float64 activations stacked per batched PR computation
+
+
+def participation_ratios(activations: list[torch.Tensor], eps: float = 1e-10, dead_tol: float = 1e-8) -> torch.Tensor:
+    """PR = (tr C)² / tr(C²) of C = Cov(rows) + εI, in [1, channels], of every activation,
+    as a float64 vector on their device. Layers whose activations have one shape are
+    stacked and computed together (a few batched kernels per shape, not ~30 per layer),
+    in groups of at most :data:`GROUP_BYTES`.
 
     A collapsed layer — all-zero or constant activation, whose covariance is negligible next
     to its second moment — counts as PR = 1; otherwise the ridge alone would give the
     *maximal* PR = C.
     """
-    rows = activation_rows(activation.detach()).double()
-    n, channels = rows.shape
-    second_moment = rows.pow(2).sum(1).mean()
-    centred = rows - rows.mean(0, keepdim=True)
-    cov = centred.T @ centred / n
-    trace = cov.diagonal().sum()
-    frob2 = cov.pow(2).sum() + 2 * eps * trace + channels * eps**2
+    rows = [activation_rows(a.detach()) for a in activations]
+    ratios: list[torch.Tensor | None] = [None] * len(rows)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_shape.setdefault((tuple(r.shape), r.device), []).append(i)
+    for (shape, _), members in by_shape.items():
+        per_group = max(1, GROUP_BYTES // (8 * shape[0] * shape[1]))
+        for k in range(0, len(members), per_group):
+            group = members[k : k + per_group]
+            values = _stacked_ratios(torch.stack([rows[i] for i in group]).double(), eps, dead_tol)
+            for i, value in zip(group, values.unbind()):
+                ratios[i] = value
+    if not ratios:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.stack(ratios)
+
+
+def _stacked_ratios(rows: torch.Tensor, eps: float, dead_tol: float) -> torch.Tensor:
+    """PRs of a stack (G, n, C) of activation rows."""
+    n, channels = rows.shape[1:]
+    second_moment = rows.pow(2).sum(2).mean(1)
+    centred = rows - rows.mean(1, keepdim=True)
+    cov = centred.transpose(1, 2) @ centred / n
+    trace = cov.diagonal(dim1=1, dim2=2).sum(-1)
+    frob2 = cov.pow(2).sum((1, 2)) + 2 * eps * trace + channels * eps**2
     collapsed = (second_moment <= 0) | (trace <= dead_tol * second_moment)
     return torch.where(collapsed, torch.ones_like(trace), (trace + channels * eps) ** 2 / frob2)
+
+
+def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: float = 1e-8) -> torch.Tensor:
+    """The PR of one activation (a float64 scalar tensor)."""
+    return participation_ratios([activation], eps, dead_tol)[0]
 
 
 def gradient_resilience(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -91,19 +119,21 @@ def _grad_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
 def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: ProxyContext) -> dict[str, float]:
     if options.layers not in LAYER_TYPES:
         raise ValueError(f"intrain layers must be one of {sorted(LAYER_TYPES)}, got {options.layers!r}")
-    ratios: list[torch.Tensor] = []
+    activations: list[torch.Tensor] = []
 
     def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        ratios.append(participation_ratio(output, options.eps, options.dead_tol))
+        activations.append(output)
 
     model.train()
     with forward_hooks((m for m in model.modules() if isinstance(m, LAYER_TYPES[options.layers])), record):
         logits = forward_logits(model, batch.inputs)
     F.cross_entropy(logits, batch.labels).backward()
+    ratios = participation_ratios(activations, options.eps, options.dead_tol).to(logits.device)
+    del activations
 
     # Everything stays on the device until this one read-back.
     gamma, o = torch.stack([
-        torch.stack(ratios).log().sum() if ratios else torch.zeros((), dtype=torch.float64, device=logits.device),
+        ratios.log().sum(),
         gradient_resilience(_grad_tensors(model, options.grad_params)).to(logits.device).sum(),
     ]).tolist()
     n_layers = len(ratios)
