@@ -7,7 +7,7 @@ here first with ``git archive`` into the git-ignored ``.baseline/``):
     git archive bda6610 raynas | (mkdir -p .baseline/bda6610 && tar -x -C .baseline/bda6610)
     ../shared/tools/device-kit                       # .devicekit/site-cp312.tar.xz
     # there, with .devicekit and .baseline carried:
-    mkdir -p /tmp/site && tar -xJf .devicekit/site-cp312.tar.xz -C /tmp/site
+    mkdir -p /tmp/site && tar -xJf .devicekit/site-cp312.tar.xz -C /tmp/site && python3 -m compileall -q -j0 /tmp/site
     PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH python benchmarks/gpu_suite.py \
         --out $OUT/suite --baseline-dir .baseline/bda6610 --budget-s 480
 
@@ -87,7 +87,10 @@ def worker_main(args: argparse.Namespace) -> None:
 def sweep_point(pythonpath: Path, workers: int, cells: list[int], device: str, proxies: str, timeout: float) -> dict:
     """``workers`` processes scoring ``cells`` each, timed from the common go signal."""
     sync = Path(tempfile.mkdtemp(prefix="raynas-sweep-"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # Both versions read the same probe file: the one shipped in this checkout (a baseline
+    # package from before it shipped data finds it through RAYNAS_DATA_DIR).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "RAYNAS_DATA_DIR": os.environ.get("RAYNAS_DATA_DIR", str(ROOT / "raynas" / "data"))}
     procs = [subprocess.Popen(
         [sys.executable, __file__, "--worker", "--device", device, "--proxies", proxies,
          "--cells", ",".join(map(str, cells)), "--ready", str(sync / f"ready-{i}"), "--go", str(sync / "go")],

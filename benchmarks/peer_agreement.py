@@ -9,7 +9,8 @@ cells: Kendall τ between the two scores (not against accuracy), NaN pairs omitt
 (other initial weights, other probe images): how well a proxy agrees with itself across
 batch draws, the most any two faithful implementations can agree.
 
-Peer files (shared/data): NB201 ``peer_scores.parquet`` (NASWOT v1's Jacobian covariance and
+Peer files (in the folder ``RAYNAS_DATA_DIR`` names, e.g. ``RAYNAS_DATA_DIR=../shared/data``; raynas
+ships none of them): NB201 ``peer_scores.parquet`` (NASWOT v1's Jacobian covariance and
 NASLib's Zen on all cells), ``peer_scores_naslib_subset.parquet`` (NASLib's proxies on ~725
 cells per dataset); NB101 ``peer_scores_naslib_subset500.parquet``.
 """

@@ -1,12 +1,14 @@
 """Score a fixed random sample of cells without Ray, resumably (one Parquet part per chunk),
-for the correlation studies of docs/results.md.
+for the correlation studies of docs/results.md. Real-data proxies draw from the probe file
+``raynas data status`` names: the figures of docs/results.md used the project's files
+(``RAYNAS_DATA_DIR=../shared/data``), as does ``--pool naslib`` (peers' scores).
 
     python benchmarks/score_sample.py --out runs/s1000_cifar10 --dataset cifar10 \
         --n 1000 --sample-seed 2026 --proxies "intrain;gradalign;params"
     python benchmarks/score_sample.py --space nb101 --out runs/nb101_s300 --n 300 --proxies "intrain;params"
 
 NB201 samples are drawn from all 15,625 cells; NB101 samples from the 5,000 cells that have
-accuracies in ``shared/data/nb101/accuracy_sample5000.parquet``. ``--pool naslib`` draws
+accuracies in the NB101 accuracy table (``raynas data status``). ``--pool naslib`` draws
 from the cells NASLib published zero-cost scores for instead (for benchmarks/peer_agreement.py):
 
     python benchmarks/score_sample.py --pool naslib --out runs/naslib150_c10 --n 150 \

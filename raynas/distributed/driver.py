@@ -138,7 +138,12 @@ def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float,
 
     cell = calibration_cell(opts.space, todo)
     task = ray.remote(num_gpus=1, num_cpus=0, max_retries=0)(measure_footprint)
-    footprint = Footprint(**ray.get(task.remote(opts.space, _as_list(opts.proxies), opts.dataset, opts.seed, cell)))
+    try:
+        footprint = Footprint(**ray.get(task.remote(opts.space, _as_list(opts.proxies), opts.dataset, opts.seed, cell)))
+    except Exception as exc:  # noqa: BLE001 — any failure of the probe task has one remedy
+        raise RuntimeError(f"measuring one actor's GPU memory on cell {cell} failed ({type(exc).__name__}: "
+                           f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); "
+                           "pass --num-gpus-per-actor to choose the packing yourself") from None
     return plan_packing(footprint, cpus / gpus if gpus else None)
 
 
