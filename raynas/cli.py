@@ -26,13 +26,17 @@ def parse_cells(text: str) -> list[int]:
     cells: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
-            if ":" in part:
-                lo, hi = part.split(":")
-                cells.extend(range(int(lo), int(hi)))
-            else:
+            bounds = [int(b) for b in part.split(":")] if ":" in part else None
+            if bounds is None:
                 cells.append(int(part))
+            elif len(bounds) != 2:
+                raise ValueError
         except ValueError:
             raise ValueError(f"--cells: cannot read {part!r}; use START:STOP or comma-separated indices") from None
+        if bounds is not None:
+            if bounds[1] <= bounds[0]:
+                raise ValueError(f"--cells: {part!r} selects nothing (use START:STOP with STOP > START)")
+            cells.extend(range(*bounds))
     return cells
 
 
@@ -169,9 +173,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as exc:
+    except KeyboardInterrupt:
+        print(f"raynas: interrupted{_committed_note(args)}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        if args.verbose:
+            raise
         print(f"raynas: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _committed_note(args: argparse.Namespace) -> str:
+    """For an interrupted score: how many cells its directory holds, and how to go on."""
+    if args.command != "score":
+        return ""
+    from raynas.results import scored_cells
+
+    try:
+        done = len(scored_cells(Path(args.out)))
+    except OSError:
+        return ""
+    return f": {done} cells committed in {args.out}; rerun the same command to resume"
 
 
 def run_job(space: str, argv: Sequence[str]) -> int:

@@ -67,6 +67,8 @@ def select_cells(space_name: str, cells: Sequence[int] | None, limit: int | None
         chosen = chosen[:limit]
     if len(set(chosen)) != len(chosen):
         raise ValueError("the cell selection names some cells twice")
+    if not chosen:
+        raise ValueError("the cell selection is empty")
     return chosen
 
 
@@ -147,6 +149,18 @@ def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float,
     return plan_packing(footprint, cpus / gpus if gpus else None)
 
 
+def _check_output(out: Path) -> None:
+    """The output directory exists (or is created) and is writable, before anything runs."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot create it ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: not writable")
+
+
 def run_scoring(opts: RunOptions) -> RunSummary:
     import time
 
@@ -157,7 +171,7 @@ def run_scoring(opts: RunOptions) -> RunSummary:
     check_gpus_per_actor(opts.num_gpus_per_actor)
     config = scoring_config(opts.space, opts.proxies, opts.dataset, opts.seed)
     selection = select_cells(opts.space, opts.cells, opts.limit)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_output(out)
     lock = acquire_lock(out)
     try:
         check_or_write_run_config(out, config, _versions())

@@ -20,6 +20,7 @@ from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks
 from raynas.proxies.segments import concat_segments, segment_sum
 
 LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
+GRAD_PARAMS = ("multi_element", "all", "weights")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class InTrainOptions:
     grad_params: str = "multi_element"  # which tensors enter o: multi_element | all | weights
     eps: float = 1e-10  # ridge added to each covariance
     dead_tol: float = 1e-8  # layer is collapsed when tr(Cov) <= dead_tol · E‖a‖²
+
+    def __post_init__(self) -> None:
+        if self.layers not in LAYER_TYPES:
+            raise ValueError(f"intrain layers must be one of {sorted(LAYER_TYPES)}, got {self.layers!r}")
+        if self.grad_params not in GRAD_PARAMS:
+            raise ValueError(f"intrain grad_params must be one of {GRAD_PARAMS}, got {self.grad_params!r}")
 
 
 def activation_rows(activation: torch.Tensor) -> torch.Tensor:
@@ -108,17 +115,11 @@ def _grad_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
     if which == "weights":
         tensors = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     else:
-        tensors = list(model.parameters())
-        if which == "multi_element":
-            tensors = [p for p in tensors if p.numel() > 1]
-        elif which != "all":
-            raise ValueError(f"intrain grad_params must be multi_element | all | weights, got {which!r}")
+        tensors = [p for p in model.parameters() if which == "all" or p.numel() > 1]
     return [p.grad for p in tensors if p.grad is not None]
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: ProxyContext) -> dict[str, float]:
-    if options.layers not in LAYER_TYPES:
-        raise ValueError(f"intrain layers must be one of {sorted(LAYER_TYPES)}, got {options.layers!r}")
     activations: list[torch.Tensor] = []
 
     def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:

@@ -25,6 +25,10 @@ class NaswotOptions:
     # ran, dead ends included (NASLib's nwot).
     relus: str = "reachable"
 
+    def __post_init__(self) -> None:
+        if self.relus not in RELU_SETS:
+            raise ValueError(f"naswot relus must be one of {RELU_SETS}, got {self.relus!r}")
+
 
 def reachable_nodes(root: torch.Tensor) -> set:
     """Every autograd node the backward of ``root`` would visit."""
@@ -54,8 +58,6 @@ def code_kernel(codes: list[torch.Tensor]) -> torch.Tensor:
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: NaswotOptions, ctx: ProxyContext) -> dict[str, float]:
-    if options.relus not in RELU_SETS:
-        raise ValueError(f"naswot relus must be one of {RELU_SETS}, got {options.relus!r}")
     records: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def keep(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
