@@ -54,15 +54,17 @@ def test_gradient_resilience_hand_values():
     assert math.isnan(r(float("inf"), 1.0))
 
 
-def test_gradient_resilience_segments_are_independent():
-    """All tensors at once (one concatenated vector) equals each tensor alone, whatever the
-    shapes and scales of its neighbours."""
+def test_gradient_resilience_segments_are_independent(monkeypatch):
+    """All tensors at once (one concatenated vector, the GPU path) equals each tensor alone
+    (the CPU path), whatever the shapes and scales of its neighbours."""
     g = torch.Generator().manual_seed(0)
-    grads = [torch.randn(3, 4, generator=g) * 1e3, torch.zeros(7), torch.randn(5, generator=g).abs(), torch.ones(1) * 2]
-    together = gradient_resilience(grads)
-    alone = torch.cat([gradient_resilience([t]) for t in grads])
-    assert torch.equal(together, alone)
-    assert together[1] == 0.0 and together[3] == 0.0  # a single element: std 0
+    grads = [torch.randn(3, 4, generator=g) * 1e3, torch.zeros(7), torch.randn(5, generator=g).abs(), torch.ones(1) * 2,
+             torch.tensor([1.0, float("nan")])]
+    alone = torch.cat([gradient_resilience([t], batched=False) for t in grads])
+    together = gradient_resilience(grads, batched=True)
+    assert torch.allclose(together, alone, rtol=1e-12, equal_nan=True)
+    assert torch.allclose(gradient_resilience(grads), alone, rtol=1e-12, equal_nan=True)  # CPU default
+    assert alone[1] == 0.0 and alone[3] == 0.0 and alone[4].isnan()  # all-zero; one element: std 0
     assert gradient_resilience([]).numel() == 0
 
 
@@ -113,5 +115,7 @@ def test_batched_participation_ratios_equal_one_at_a_time(monkeypatch):
     alone = torch.stack([participation_ratio(a) for a in acts])
     assert torch.allclose(participation_ratios(acts), alone, rtol=1e-12, atol=0)
     assert participation_ratios(acts)[2] == 1.0
-    monkeypatch.setattr(intrain, "GROUP_BYTES", 1)  # one layer per group
+    monkeypatch.setattr(intrain, "GROUP_BYTES", {"cpu": 2**30})  # stacked, as on a GPU
+    assert torch.allclose(participation_ratios(acts), alone, rtol=1e-12, atol=0)
+    monkeypatch.setattr(intrain, "GROUP_BYTES", {"cpu": 8 * 300 * 2})  # two 4×3×5×5 layers per group
     assert torch.allclose(participation_ratios(acts), alone, rtol=1e-12, atol=0)
