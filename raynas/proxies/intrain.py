@@ -112,7 +112,8 @@ def gradient_resilience(grads: list[torch.Tensor], batched: bool | None = None) 
     if not (grads[0].device.type != "cpu" if batched is None else batched):
         flats = [g.detach().double().flatten() for g in grads]
         peak = torch.stack([f.abs().max() for f in flats])
-        std = torch.stack([f.std(correction=0) for f in flats])
+        # (f − mean)² by hand: aten::std reads a scalar back to the host on every call.
+        std = torch.stack([(f - f.mean()).pow(2).mean().sqrt() for f in flats])
         zeros = peak.new_zeros(len(grads))
     else:
         flat, segment, sizes = concat_segments([g.detach() for g in grads])
