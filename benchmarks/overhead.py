@@ -12,6 +12,7 @@ The same figures for a baseline version of raynas (a git ref, exported with ``gi
 into the git-ignored ``.baseline/``) come from the same run, side by side:
 
     RAYNAS_DATA_DIR=../shared/data python benchmarks/overhead.py --baseline bda6610
+    RAYNAS_DATA_DIR=../shared/data python benchmarks/overhead.py --proxies intrain --gpu-code-path
     python benchmarks/overhead.py --json overhead.json      # this checkout only
 
 Each version runs in a subprocess of its own (one torch thread), so neither warms the other.
@@ -76,7 +77,18 @@ def median_time(scorer, cells) -> float:
     return statistics.median(times)
 
 
-def worker(proxies: list[str], device: str | None) -> dict:
+def use_gpu_code_path() -> None:
+    """Take the code paths raynas takes on a GPU (stacked PRs, segment reductions) on this
+    CPU, so that their dispatch can be counted without a GPU."""
+    import functools
+
+    from raynas.proxies import intrain
+
+    intrain.GROUP_BYTES["cpu"] = intrain.GROUP_BYTES["cuda"]
+    intrain.gradient_resilience = functools.partial(intrain.gradient_resilience, batched=True)
+
+
+def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) -> dict:
     """Measure with whichever raynas is first on sys.path."""
     import torch
 
@@ -84,6 +96,8 @@ def worker(proxies: list[str], device: str | None) -> dict:
     from raynas.scoring import CellScorer
 
     torch.set_num_threads(1)
+    if gpu_code_path:
+        use_gpu_code_path()
     result = {"raynas": str(Path(raynas.__file__).parent), "proxies": {}}
     for proxy in proxies:
         scorer = CellScorer("nb201", proxy, device=device, measure_memory=False)
@@ -95,9 +109,10 @@ def worker(proxies: list[str], device: str | None) -> dict:
     return result
 
 
-def run_version(pythonpath: Path, proxies: list[str], device: str | None) -> dict:
+def run_version(pythonpath: Path, proxies: list[str], device: str | None, gpu_code_path: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     cmd = [sys.executable, __file__, "--worker", "--proxies", ",".join(proxies)] + (["--device", device] if device else [])
+    cmd += ["--gpu-code-path"] if gpu_code_path else []
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -130,14 +145,16 @@ def main() -> None:
     ap.add_argument("--baseline", help="git ref of the version to compare against (e.g. the commit before a change)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--gpu-code-path", action="store_true",
+                    help="measure this checkout on the code paths it takes on a GPU (the baseline has one path)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     proxies = [p for p in args.proxies.split(",") if p]
     if args.worker:
-        print(json.dumps(worker(proxies, args.device)))
+        print(json.dumps(worker(proxies, args.device, args.gpu_code_path)))
         return
     before = run_version(export_baseline(args.baseline), proxies, args.device) if args.baseline else None
-    after = run_version(ROOT, proxies, args.device)
+    after = run_version(ROOT, proxies, args.device, args.gpu_code_path)
     print(f"NB201 cells {', '.join(map(str, CELLS))}; one thread; baseline {args.baseline or '-'}")
     print(table(after, before))
     if args.json:
