@@ -74,7 +74,7 @@ def top_k(scores: Sequence[float], accuracies: Sequence[float], k: int = 10, nan
     """Accuracy of the best-scored cell, the best accuracy among the top-k scored cells,
     and the fraction of the true top-k cells found in the predicted top-k."""
     s, a, _ = _prepare(scores, accuracies, nan_policy)
-    if len(s) == 0:
+    if not np.isfinite(s).any():  # no cell has a score: a top-k would be an arbitrary pick
         return {"top1_accuracy": math.nan, f"best_of_top{k}": math.nan, f"recall_top{k}": math.nan}
     k = min(k, len(s))
     predicted = np.argsort(-s, kind="stable")[:k]

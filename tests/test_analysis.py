@@ -42,3 +42,11 @@ def test_additive_ablation_and_table():
     rows = {r["score"]: r for r in correlation_table(results, truth, ["gamma", "o"])}
     assert rows["gamma"]["kendall_tau"] == pytest.approx(1.0)
     assert rows["o"]["kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_top_k_needs_a_finite_score():
+    """All-NaN scores (every proxy call failed) give no top-k, not the first cell's accuracy."""
+    nan = float("nan")
+    out = top_k([nan, nan, nan], [91.0, 93.0, 92.0], k=2)
+    assert all(math.isnan(v) for v in out.values())
+    assert top_k([nan, 1.0, nan], [91.0, 93.0, 92.0], k=2)["top1_accuracy"] == 93.0

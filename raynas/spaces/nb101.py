@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def build_cell_table(path: Path, processes: int | None = None) -> pa.Table:
 @functools.cache
 def cell_table() -> pa.Table:
     path = cache_dir() / CACHE_NAME
+    if not path.is_file():
+        print(f"raynas: building the NB101 cell table once (about 3 min on 2 cores), cached at {path}",
+              file=sys.stderr, flush=True)
     table = pq.read_table(path) if path.is_file() else build_cell_table(path)
     if table.num_rows != NUM_CELLS:
         raise RuntimeError(f"NB101 cell cache {path} holds {table.num_rows} cells, expected {NUM_CELLS}; delete it")
