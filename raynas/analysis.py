@@ -205,4 +205,9 @@ def correlation_report(results_dir: Path, nan_policy: str = "worst", ground_trut
     truth, accuracy_of = load_ground_truth(config["space"], ground_truth)
     if config["dataset"] not in accuracy_of:
         raise ValueError(f"no {config['space']} accuracies for dataset {config['dataset']!r}")
-    return correlation_table(results, truth, score_columns(results), accuracy_of[config["dataset"]], nan_policy, k)
+    column = accuracy_of[config["dataset"]]
+    known = join_ground_truth(results.select(["index"]), truth.select(["index", column])).column(column)
+    if results.num_rows and known.null_count + pc.sum(pc.is_nan(known.fill_null(0.0))).as_py() == results.num_rows:
+        raise ValueError(f"none of the {results.num_rows} cells in {results_dir} has a known {config['space']} "
+                         f"{config['dataset']} accuracy; score cells that do (raynas score --sample N)")
+    return correlation_table(results, truth, score_columns(results), column, nan_policy, k)

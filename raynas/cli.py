@@ -21,23 +21,44 @@ from raynas.probes import DATASETS
 EMBEDDED_SAMPLE = 48  # cells scored by default on an embedded (laptop) Ray
 
 
-def parse_cells(text: str) -> list[int]:
-    """``"0:1000"`` (half-open range), ``"3,17,42"``, or a mix ``"0:10,99"``."""
-    cells: list[int] = []
+def parse_cells(text: str) -> list[int | str]:
+    """``"0:1000"`` (half-open range), ``"3,17,42"``, arch strings or NB101 hashes, a mix
+    ``"0:10,99"``, or ``"@FILE"``: one cell per line (index, arch string or hash)."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise ValueError(f"--cells {text}: no such file")
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        return [int(line) if line.lstrip("-").isdigit() else line for line in lines if line and not line.startswith("#")]
+    cells: list[int | str] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
+        if ":" not in part:
+            cells.append(int(part) if part.lstrip("-").isdigit() else part)  # else an arch string or hash
+            continue
         try:
-            bounds = [int(b) for b in part.split(":")] if ":" in part else None
-            if bounds is None:
-                cells.append(int(part))
-            elif len(bounds) != 2:
-                raise ValueError
+            lo, hi = (int(b) for b in part.split(":"))
         except ValueError:
-            raise ValueError(f"--cells: cannot read {part!r}; use START:STOP or comma-separated indices") from None
-        if bounds is not None:
-            if bounds[1] <= bounds[0]:
-                raise ValueError(f"--cells: {part!r} selects nothing (use START:STOP with STOP > START)")
-            cells.extend(range(*bounds))
+            raise ValueError(f"--cells: cannot read {part!r}; use START:STOP, indices, arch strings or @FILE") from None
+        if hi <= lo:
+            raise ValueError(f"--cells: {part!r} selects nothing (use START:STOP with STOP > START)")
+        cells.extend(range(lo, hi))
     return cells
+
+
+def sample_with_accuracy(space: str, dataset: str, n: int, seed: int) -> list[int]:
+    """``n`` cells drawn (seeded) from those with a known accuracy on ``dataset``, sorted:
+    a small run whose report means something."""
+    import numpy as np
+
+    from raynas.analysis import load_ground_truth
+
+    truth, accuracy_of = load_ground_truth(space)
+    if dataset not in accuracy_of:
+        raise ValueError(f"--sample: no {space} accuracies for dataset {dataset!r}")
+    known = truth.filter(truth.column(accuracy_of[dataset]).is_valid()).column("index").to_numpy()
+    if not 0 < n <= len(known):
+        raise ValueError(f"--sample must be in 1..{len(known)} ({space} cells with a {dataset} accuracy), got {n}")
+    return sorted(int(c) for c in np.random.default_rng(seed).choice(known, n, replace=False))
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -57,7 +78,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from raynas.distributed.driver import RunOptions, run_scoring
 
+    if args.cells and args.sample is not None:
+        raise ValueError("--cells and --sample choose cells two ways; give one")
     cells = parse_cells(args.cells) if args.cells else None
+    if args.sample is not None:
+        cells = sample_with_accuracy(args.space, args.dataset, args.sample, args.sample_seed)
     limit = args.limit
     embedded = not (args.address or os.environ.get("RAY_ADDRESS"))
     if embedded and cells is None and limit is None and not args.all:
@@ -128,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", required=True, help="results directory (rerun the same command to resume)")
     score.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     score.add_argument("--seed", type=int, default=0)
-    score.add_argument("--cells", help="START:STOP or comma-separated indices")
+    score.add_argument("--cells", help="START:STOP, comma-separated indices, arch strings or NB101 hashes, or @FILE "
+                                       "(one per line)")
+    score.add_argument("--sample", type=int, help="N cells drawn from those with a known accuracy on --dataset")
+    score.add_argument("--sample-seed", type=int, default=0, help="seed of the --sample draw (default: %(default)s)")
     score.add_argument("--limit", type=int, help="only the first N selected cells")
     score.add_argument("--all", action="store_true", help="the whole space even on an embedded Ray")
     score.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
