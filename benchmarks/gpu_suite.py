@@ -142,14 +142,20 @@ def raynas_score(args: list[str], timeout: float) -> tuple[int, str]:
 
 
 def exactly_once(out_dir: Path, expected: set[int] | None = None) -> dict:
-    from raynas.results import load_results
+    """Every row of every accepted part, counted raw (a reader would hide duplicates)."""
+    import pyarrow.parquet as pq
 
-    indices = load_results(out_dir, columns=["index"]).column("index").to_pylist()
+    from raynas.results import scan_results
+
+    scan = scan_results(out_dir)
+    indices = [c for p in scan.accepted for c in pq.read_table(p, columns=["index"]).column("index").to_pylist()]
     check = {"rows": len(indices), "distinct": len(set(indices)), "duplicates": len(indices) - len(set(indices))}
     if expected is not None:
         check["missing"] = len(expected - set(indices))
         check["foreign"] = len(set(indices) - expected)
-    check["ok"] = check["duplicates"] == 0 and check.get("missing", 0) == 0 and check.get("foreign", 0) == 0
+    check["rejected_files"] = len(scan.rejected)
+    check["ok"] = (check["duplicates"] == 0 and check.get("missing", 0) == 0 and check.get("foreign", 0) == 0
+                   and not scan.rejected)
     return check
 
 

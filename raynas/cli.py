@@ -1,8 +1,9 @@
-"""``raynas`` command line: ``info``, ``score``, ``report``, ``data``.
+"""``raynas`` command line: ``info``, ``score``, ``report``, ``check``, ``data``.
 
     raynas info nb201
     raynas score nb201 --proxies intrain,gradalign --out results/nb201 --limit 48
     raynas report results/nb201
+    raynas check results/nb201 --quarantine  # move foreign or broken files aside
     raynas data status                   # where each data file comes from
     raynas data fetch cifar10            # the full training set as probe images
     raynas data import nats-bench FILE   # the official benchmark's accuracies
@@ -105,10 +106,44 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from raynas.analysis import correlation_report, format_table
+    from raynas.results import scan_results
 
     rows = correlation_report(Path(args.results), nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k)
+    print(_scan_summary(scan_results(args.results)))
     print(format_table(rows))
     return 0
+
+
+def _scan_summary(scan) -> str:
+    cells = sum(pq_rows(p) for p in scan.accepted) - sum(len(ps) - 1 for ps in scan.duplicates.values())
+    skipped = f"; skipped {len(scan.rejected)} file(s) (raynas check lists them)" if scan.rejected else ""
+    twice = f"; {len(scan.duplicates)} cell(s) found in two parts, read once" if scan.duplicates else ""
+    return f"{cells} cells from {len(scan.accepted)} part(s){skipped}{twice}"
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from raynas.results import quarantine, scan_results
+
+    out = Path(args.results)
+    if not out.is_dir():
+        raise ValueError(f"{out} is not a directory")
+    scan = scan_results(out)
+    print(_scan_summary(scan))
+    for path, why in scan.rejected:
+        print(f"  {path.name}: {why}")
+    for cell, parts in list(scan.duplicates.items())[:20]:
+        print(f"  cell {cell} in {', '.join(p.name for p in parts)} (the first is read)")
+    if args.quarantine and scan.rejected:
+        moved = quarantine(out, scan)
+        print(f"moved {len(moved)} file(s) to {moved[0].parent}; nothing was deleted")
+        return 0
+    return 1 if scan.rejected or scan.duplicates else 0
 
 
 def cmd_data_status(args: argparse.Namespace) -> int:
@@ -177,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ground-truth", help="accuracy table (Parquet) instead of shared/data's")
     report.add_argument("-k", type=int, default=10, help="k of the top-k columns")
     report.set_defaults(func=cmd_report)
+
+    check = sub.add_parser("check", help="list files of a results directory that readers skip, and why")
+    check.add_argument("results")
+    check.add_argument("--quarantine", action="store_true",
+                       help="move those files into RESULTS/_quarantine/ (nothing is deleted)")
+    check.set_defaults(func=cmd_check)
 
     data = sub.add_parser("data", help="the benchmark data raynas reads: status, fetch, import")
     data_sub = data.add_subparsers(dest="data_command", required=True)

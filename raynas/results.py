@@ -9,29 +9,35 @@ Layout of ``OUT/``:
   ``.tmp-*`` name and renamed, so a visible part is always complete. Readers
   (``pyarrow.dataset``, pandas, DuckDB) skip names starting with ``.`` or ``_``.
 * ``_raynas.lock`` — held by the driver while it runs.
+* ``_quarantine/`` — files ``raynas check --quarantine`` moved out of the readers' way.
 
-A cell is scored at most once per directory: the driver reads the ``index`` column of the
-existing parts and only schedules the rest.
+Every reader (resume, ``raynas report``, :func:`load_results`, the notebook) uses only the
+parts :func:`scan_results` accepts — readable, named as parts, with the run's config and
+the same columns — and reads each cell once. A cell is scored at most once per directory:
+the driver reads the ``index`` column of the accepted parts and only schedules the rest.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 RUN_FILE = "_raynas_run.json"
 LOCK_FILE = "_raynas.lock"
 PART_GLOB = "part-*.parquet"
+QUARANTINE_DIR = "_quarantine"
 
 STRING_COLUMNS = {"space", "arch", "dataset", "device", "status", "error"}
 INT_COLUMNS = {"index", "seed"}
@@ -75,15 +81,84 @@ def write_part_atomic(table: pa.Table, out: Path, name: str) -> Path:
     return final
 
 
-def scored_cells(out: Path) -> set[int]:
-    """Cell indices already present in complete parts (unreadable parts are ignored)."""
-    done: set[int] = set()
-    for part in sorted(out.glob(PART_GLOB)):
+@dataclass
+class PartScan:
+    """What a results directory holds: parts a reader may use, files it must not (with
+    why), and cells that more than one accepted part holds."""
+
+    accepted: list[Path] = field(default_factory=list)
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+    duplicates: dict[int, list[Path]] = field(default_factory=dict)
+
+    def warn(self, log: logging.Logger) -> None:
+        for path, why in self.rejected:
+            log.warning("skipped %s: %s", path.name, why)
+        if self.duplicates:
+            log.warning("%d cell(s) appear in more than one part (e.g. cell %d in %s); each is read once",
+                        len(self.duplicates), *next(iter((c, ", ".join(p.name for p in ps))
+                                                         for c, ps in self.duplicates.items())))
+
+
+def scan_results(out: str | Path) -> PartScan:
+    """Check every visible file of ``out`` (names starting with ``.`` or ``_`` are raynas'
+    own): a part is accepted only if it is readable Parquet named ``part-*.parquet`` whose
+    recorded config is the run's (``_raynas_run.json``; a directory without one, such as
+    a benchmark's, accepts any readable part) and whose schema is that of the first one."""
+    out = Path(out)
+    run = out / RUN_FILE
+    config = json.loads(run.read_text())["config"] if run.is_file() else None
+    scan, schema, seen = PartScan(), None, {}
+    for path in sorted(p for p in out.iterdir() if not p.name.startswith((".", "_"))):
+        if path.is_dir() or not fnmatch.fnmatch(path.name, PART_GLOB):
+            scan.rejected.append((path, "not a raynas part"))
+            continue
         try:
-            done.update(pq.read_table(part, columns=["index"]).column("index").to_pylist())
-        except (pa.ArrowInvalid, OSError):
-            continue  # cannot be a committed part (they are renamed whole); rescored
+            part_schema = pq.read_schema(path)
+            cells = pq.read_table(path, columns=["index"]).column("index").to_pylist()
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            scan.rejected.append((path, f"unreadable ({str(exc).splitlines()[0][:80]})"))
+            continue
+        recorded = (part_schema.metadata or {}).get(b"raynas.config")
+        if config is not None and recorded is None:
+            scan.rejected.append((path, "no raynas config recorded (not written by raynas)"))
+            continue
+        if config is not None and json.loads(recorded) != config:
+            scan.rejected.append((path, "written with another scoring configuration"))
+            continue
+        if schema is not None and not part_schema.remove_metadata().equals(schema):
+            scan.rejected.append((path, "columns differ from the other parts"))
+            continue
+        schema = schema or part_schema.remove_metadata()
+        scan.accepted.append(path)
+        for cell in cells:
+            if cell in seen:
+                scan.duplicates.setdefault(cell, [seen[cell]]).append(path)
+            else:
+                seen[cell] = path
+    return scan
+
+
+def scored_cells(out: Path) -> set[int]:
+    """Cell indices already present in accepted parts (others are rescored, not counted)."""
+    done: set[int] = set()
+    for part in scan_results(out).accepted:
+        done.update(pq.read_table(part, columns=["index"]).column("index").to_pylist())
     return done
+
+
+def quarantine(out: str | Path, scan: PartScan) -> list[Path]:
+    """Move the rejected files into ``out/_quarantine/`` (which readers skip), so that
+    pandas and DuckDB read the directory again; nothing is deleted."""
+    target = Path(out) / QUARANTINE_DIR
+    moved = []
+    for path, _ in scan.rejected:
+        target.mkdir(exist_ok=True)
+        destination = target / path.name
+        if destination.exists():
+            destination = target / f"{path.name}.{uuid.uuid4().hex[:8]}"
+        os.replace(path, destination)
+        moved.append(destination)
+    return moved
 
 
 def clean_temporaries(out: Path) -> int:
@@ -154,8 +229,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def load_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
-    """All complete rows of a results directory as one table (one row per cell)."""
-    dataset = pads.dataset(str(out), format="parquet", exclude_invalid_files=True)
-    table = dataset.to_table(columns=list(columns) if columns else None)
-    return table.sort_by("index") if "index" in table.column_names else table
+def load_results(out: str | Path, columns: Sequence[str] | None = None,
+                 log: logging.Logger | None = None) -> pa.Table:
+    """Every accepted row of a results directory as one table, one row per cell (see
+    :func:`scan_results`; what is skipped is logged as a warning)."""
+    scan = scan_results(out)
+    scan.warn(log or logging.getLogger("raynas.results"))
+    if not scan.accepted:
+        return pa.table({})
+    read = [pq.read_table(p, columns=list(columns) if columns else None) for p in scan.accepted]
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in read])
+    if "index" not in table.column_names:
+        return table
+    if scan.duplicates:  # keep each cell's first row, in part order
+        seen: set[int] = set()
+        keep = []
+        for cell in table.column("index").to_pylist():
+            keep.append(cell not in seen)
+            seen.add(cell)
+        table = table.filter(pa.array(keep))
+    return table.sort_by("index")

@@ -30,7 +30,14 @@ def local_ray():
 
 
 def unique_indices(out: Path) -> tuple[list[int], set[int]]:
-    idx = load_results(out).column("index").to_pylist()
+    """Every row's cell, counted raw over all parts (readers would hide a duplicate)."""
+    import pyarrow.parquet as pq
+
+    from raynas.results import scan_results
+
+    scan = scan_results(out)
+    assert not scan.rejected, scan.rejected
+    idx = [c for p in scan.accepted for c in pq.read_table(p, columns=["index"]).column("index").to_pylist()]
     return idx, set(idx)
 
 
