@@ -333,9 +333,11 @@ def test_run_config_records_the_probe_set_and_refuses_mixing(embedded_only, shar
 
 
 def test_a_worker_with_other_probe_data_refuses_to_score(embedded_only, shared_data, monkeypatch, tmp_path):
-    from raynas.distributed.actor import ShardScorer
+    from raynas.distributed.actor import ShardScorer, WorkerSetupError
 
     driver_config = scoring_config("nb201", "naswot", "cifar10", 0)
     monkeypatch.setenv("RAYNAS_DATA_DIR", str(shared_data))  # the worker sees another probe file
-    with pytest.raises(RuntimeError, match="probe_data: run .*'embedded'.*worker .*'RAYNAS_DATA_DIR'"):
-        ShardScorer("nb201", ["naswot"], "cifar10", 0, "cpu", str(tmp_path), config=driver_config)
+    worker = ShardScorer("nb201", ["naswot"], "cifar10", 0, "cpu", str(tmp_path), config=driver_config)
+    with pytest.raises(WorkerSetupError, match="probe_data: run .*'embedded'.*worker .*'RAYNAS_DATA_DIR'"):
+        worker({"cells": [[1, 2]]})  # the first shard reports it (a constructor error would be retried)
+    assert not list(tmp_path.iterdir())

@@ -17,11 +17,26 @@ import numpy as np
 logger = logging.getLogger("raynas.actor")
 
 
+class WorkerSetupError(RuntimeError):
+    """A scoring actor could not start; the message is the cause."""
+
+
 class ShardScorer:
     """``__call__({"cells": [[...]]}) -> {"part": [...], "cells": [...], ...}`` (batch of 1)."""
 
     def __init__(self, space: str, proxies: list[str], dataset: str, seed: int, device: str,
                  out: str, threads: int = 1, config: dict[str, Any] | None = None):
+        # A failure here (missing data, another probe file than the driver's) is the run's,
+        # not a crash: it is kept and raised by the first shard as an ordinary error, which
+        # stops the run with its cause. Raised here, Ray would restart the actor four times.
+        self.setup_error: str | None = None
+        try:
+            self._setup(space, proxies, dataset, seed, device, out, threads, config)
+        except Exception as exc:  # noqa: BLE001 — reported by __call__
+            self.setup_error = f"{type(exc).__name__}: {exc}"
+
+    def _setup(self, space: str, proxies: list[str], dataset: str, seed: int, device: str,
+               out: str, threads: int, config: dict[str, Any] | None) -> None:
         import torch
 
         from raynas.results import row_schema
@@ -45,6 +60,8 @@ class ShardScorer:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from raynas.results import part_name, rows_to_table, write_part_atomic
 
+        if self.setup_error is not None:
+            raise WorkerSetupError(self.setup_error)
         summary: dict[str, list] = {"part": [], "cells": [], "errors": [], "seconds": []}
         for cells in batch["cells"]:
             cells = [int(c) for c in cells]

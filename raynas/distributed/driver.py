@@ -201,12 +201,27 @@ def run_scoring(opts: RunOptions) -> RunSummary:
             warnings.simplefilter("ignore", DeprecationWarning)
             summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config)
         progress = Progress(len(todo), already, opts.progress_interval_s)
-        for summary in summaries.iter_rows():
-            progress.update(int(summary["cells"]), int(summary["errors"]))
+        try:
+            for summary in summaries.iter_rows():
+                progress.update(int(summary["cells"]), int(summary["errors"]))
+        except Exception as exc:  # noqa: BLE001 — Ray wraps the cause in several layers
+            cause = root_cause(exc)
+            if cause is None:
+                raise
+            raise RuntimeError(f"the run stopped after {progress.done} of {len(todo)} cells; "
+                               f"committed parts are kept, rerun to resume. Cause: {cause}") from None
         return RunSummary(out, len(selection), already, progress.done, progress.errors, device, actors,
                           time.monotonic() - start)
     finally:
         lock.unlink(missing_ok=True)
+
+
+def root_cause(exc: BaseException) -> str | None:
+    """The message of a :class:`~raynas.distributed.actor.WorkerSetupError` that Ray Data
+    wrapped (it keeps only the remote traceback's text), or None for any other failure."""
+    marker = "WorkerSetupError: "
+    lines = [line for line in str(exc).splitlines() if marker in line]
+    return lines[-1].split(marker, 1)[1].strip() if lines else None
 
 
 def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, gpus_per_actor: float | None, config: dict):
