@@ -115,16 +115,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _scan_summary(scan) -> str:
-    cells = sum(pq_rows(p) for p in scan.accepted) - sum(len(ps) - 1 for ps in scan.duplicates.values())
+    cells = len(scan.cells)
     skipped = f"; skipped {len(scan.rejected)} file(s) (raynas check lists them)" if scan.rejected else ""
     twice = f"; {len(scan.duplicates)} cell(s) found in two parts, read once" if scan.duplicates else ""
     return f"{cells} cells from {len(scan.accepted)} part(s){skipped}{twice}"
-
-
-def pq_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -89,6 +89,7 @@ class PartScan:
     accepted: list[Path] = field(default_factory=list)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
     duplicates: dict[int, list[Path]] = field(default_factory=dict)
+    cells: set[int] = field(default_factory=set)  # every cell of the accepted parts
 
     def warn(self, log: logging.Logger) -> None:
         for path, why in self.rejected:
@@ -107,7 +108,7 @@ def scan_results(out: str | Path) -> PartScan:
     out = Path(out)
     run = out / RUN_FILE
     config = json.loads(run.read_text())["config"] if run.is_file() else None
-    scan, schema, seen = PartScan(), None, {}
+    scan, schema, seen = PartScan(), None, {}  # seen: cell → first part holding it
     for path in sorted(p for p in out.iterdir() if not p.name.startswith((".", "_"))):
         if path.is_dir() or not fnmatch.fnmatch(path.name, PART_GLOB):
             scan.rejected.append((path, "not a raynas part"))
@@ -135,15 +136,13 @@ def scan_results(out: str | Path) -> PartScan:
                 scan.duplicates.setdefault(cell, [seen[cell]]).append(path)
             else:
                 seen[cell] = path
+    scan.cells = set(seen)
     return scan
 
 
 def scored_cells(out: Path) -> set[int]:
     """Cell indices already present in accepted parts (others are rescored, not counted)."""
-    done: set[int] = set()
-    for part in scan_results(out).accepted:
-        done.update(pq.read_table(part, columns=["index"]).column("index").to_pylist())
-    return done
+    return scan_results(out).cells
 
 
 def quarantine(out: str | Path, scan: PartScan) -> list[Path]:
