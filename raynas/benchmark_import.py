@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import struct
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raynas.atomic import atomic_target
 from raynas.datafiles import NEEDS, fetched_dir
 
 NB201_ACCURACY_COLUMNS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test",
@@ -33,12 +32,8 @@ NB201_ACCURACY_COLUMNS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test"
 def write_table_atomic(table: pa.Table, relative: str) -> Path:
     target = fetched_dir() / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    try:
+    with atomic_target(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

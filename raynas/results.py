@@ -34,6 +34,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raynas.atomic import TMP_PREFIX, atomic_target
+
 RUN_FILE = "_raynas_run.json"
 LOCK_FILE = "_raynas.lock"
 PART_GLOB = "part-*.parquet"
@@ -75,9 +77,8 @@ def part_name(cells: Sequence[int]) -> str:
 def write_part_atomic(table: pa.Table, out: Path, name: str) -> Path:
     """Write ``table`` to ``out/name`` via a hidden temporary file and an atomic rename."""
     final = out / name
-    tmp = out / f".tmp-{uuid.uuid4().hex}-{name}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, final)
+    with atomic_target(final) as tmp:
+        pq.write_table(table, tmp)
     return final
 
 
@@ -162,7 +163,7 @@ def quarantine(out: str | Path, scan: PartScan) -> list[Path]:
 
 def clean_temporaries(out: Path) -> int:
     """Remove temporaries left by killed writers; returns how many."""
-    stale = list(out.glob(".tmp-*"))
+    stale = list(out.glob(f"{TMP_PREFIX}*"))
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
@@ -182,9 +183,8 @@ def check_or_write_run_config(out: Path, config: dict[str, Any], versions: dict[
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".tmp-{uuid.uuid4().hex}-{RUN_FILE}"
-    tmp.write_text(json.dumps({"config": config, "versions": versions}, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        tmp.write_text(json.dumps({"config": config, "versions": versions}, indent=2, sort_keys=True))
 
 
 def read_run_config(out: Path) -> dict[str, Any]:

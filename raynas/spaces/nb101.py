@@ -8,10 +8,8 @@ in the user cache directory (``RAYNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/raynas
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from torch import nn
 
+from raynas.atomic import atomic_target
 from raynas.datafiles import cache_dir
 from raynas.spaces.base import check_index
 
@@ -39,9 +38,8 @@ def build_cell_table(path: Path, processes: int | None = None) -> pa.Table:
         "ops": ["".join(map(str, c[3])) for c in cells],
     })
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        pq.write_table(table, tmp)
     return table
 
 
