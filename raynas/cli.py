@@ -150,11 +150,11 @@ def cmd_data_status(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from raynas.datafiles import file_sha256
+    from raynas.datafiles import file_digest
     from raynas.fetch import fetch
 
     path = fetch(args.dataset, source=args.source, base_url=args.base_url, progress=not args.quiet)
-    print(f"{args.dataset} probe images → {path} (sha256 {file_sha256(path)[:16]})")
+    print(f"{args.dataset} probe images → {path} (sha256 {file_digest(path)[:16]})")
     return 0
 
 

@@ -9,7 +9,6 @@ refused and nothing of it stays behind. The base URL can be changed with ``--bas
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import pickle
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raynas.datafiles import NEEDS, fetched_dir
+from raynas.atomic import TMP_PREFIX, atomic_target
+from raynas.datafiles import NEEDS, fetched_dir, file_digest
 
 URL_ENV_VAR = "RAYNAS_CIFAR_URL"
 DEFAULT_BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -73,7 +73,7 @@ def fetch(dataset: str, source: str | Path | None = None, base_url: str | None =
     else:
         download = None
         if source is None:
-            download = target.with_name(f".tmp-{uuid.uuid4().hex}-{archive.filename}")
+            download = target.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{archive.filename}")
             path = _download(_url(archive, base_url), download, progress)
         else:
             path = Path(source)
@@ -119,13 +119,10 @@ def _download(url: str, dest: Path, progress: bool) -> Path:
 
 
 def _check_md5(archive: CifarArchive, path: Path) -> None:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != archive.md5:
+    md5 = file_digest(path, "md5")
+    if md5 != archive.md5:
         raise CorruptDownload(
-            f"{archive.filename}: MD5 {digest.hexdigest()} is not the published {archive.md5}; "
+            f"{archive.filename}: MD5 {md5} is not the published {archive.md5}; "
             "the file is corrupt or not the official archive, and nothing was written")
 
 
@@ -171,10 +168,5 @@ def _stack(archive: CifarArchive, batches: Iterator[dict]) -> tuple[np.ndarray, 
 
 
 def _write_probe_atomic(target: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels, split=np.full(len(labels), "train"))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_target(target) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels, split=np.full(len(labels), "train"))
