@@ -24,7 +24,7 @@ import torch
 
 from raynas import fetch as fetch_module
 from raynas.analysis import load_nb201_ground_truth
-from raynas.benchmark_import import import_nats_bench, import_nb101
+from raynas.benchmark_import import import_nb101
 from raynas.cli import main
 from raynas.datafiles import EMBEDDED_DIR, resolve, resolve_need
 from raynas.probes import real_batch

@@ -2,7 +2,6 @@
 probe file than the driver — stops the run at once with its cause on one line, instead of
 four actor restarts and pages of Ray traceback (issue 10, item 3)."""
 
-import os
 import time
 
 import pytest

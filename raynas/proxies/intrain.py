@@ -88,8 +88,7 @@ def _stacked_ratios(rows: torch.Tensor, eps: float, dead_tol: float) -> torch.Te
     n, channels = rows.shape[1:]
     second_moment = rows.pow(2).sum(2).mean(1)
     centred = rows - rows.mean(1, keepdim=True)
-    # One layer: a plain matrix product (CPU GEMM runs it faster than a batch of one).
-    cov = (centred[0].T @ centred[0]).unsqueeze(0) / n if len(rows) == 1 else centred.transpose(1, 2) @ centred / n
+    cov = centred.transpose(1, 2) @ centred / n
     trace = cov.diagonal(dim1=1, dim2=2).sum(-1)
     frob2 = cov.pow(2).sum((1, 2)) + 2 * eps * trace + channels * eps**2
     collapsed = (second_moment <= 0) | (trace <= dead_tol * second_moment)
@@ -145,7 +144,7 @@ def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: P
         logits = forward_logits(model, batch.inputs)
     # Before the backward, while autograd still holds the activations anyway.
     ratios = participation_ratios(activations, options.eps, options.dead_tol).to(logits.device)
-    del activations
+    activations.clear()  # the PRs are all that is kept of them
     F.cross_entropy(logits, batch.labels).backward()
 
     # Everything stays on the device until this one read-back.
