@@ -94,10 +94,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         space=args.space, proxies=args.proxies, out=Path(args.out), dataset=args.dataset, seed=args.seed,
         cells=cells, limit=limit, device=args.device, num_gpus_per_actor=args.num_gpus_per_actor,
         cpus_per_actor=args.cpus_per_actor, max_actors=args.max_actors, shard_size=args.shard_size,
-        address=args.address, progress_interval_s=args.progress_interval,
+        address=args.address, progress_interval_s=args.progress_interval, retry_errors=args.retry_errors,
     ))
     rate = summary.scored / summary.seconds if summary.seconds else 0.0
-    print(f"scored {summary.scored} cells ({summary.already_done} already done, {summary.error_rows} error rows) "
+    kept = (f"; {summary.error_rows_kept} earlier error rows kept, --retry-errors rescores them"
+            if summary.error_rows_kept else "")
+    print(f"scored {summary.scored} cells ({summary.already_done} already done, {summary.error_rows} error rows{kept}) "
           f"in {summary.seconds:.1f} s = {rate:.2f} cells/s on {summary.actors} {summary.device} actor(s) → {summary.out}")
     if args.report:
         return cmd_report(argparse.Namespace(results=args.out, nan_policy="worst", ground_truth=None, k=10))
@@ -118,7 +120,8 @@ def _scan_summary(scan) -> str:
     cells = len(scan.cells)
     skipped = f"; skipped {len(scan.rejected)} file(s) (raynas check lists them)" if scan.rejected else ""
     twice = f"; {len(scan.duplicates)} cell(s) found in two parts, read once" if scan.duplicates else ""
-    return f"{cells} cells from {len(scan.accepted)} part(s){skipped}{twice}"
+    errors = f", {len(scan.errors)} of them error rows (score --retry-errors rescores them)" if scan.errors else ""
+    return f"{cells} cells from {len(scan.accepted)} part(s){errors}{skipped}{twice}"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -197,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--shard-size", type=int, help="cells per task and per Parquet part")
     score.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     score.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    score.add_argument("--retry-errors", action="store_true",
+                       help="rescore the selected cells whose row is an error row (the row is replaced)")
     score.add_argument("--report", action="store_true", help="print the correlation table afterwards")
     score.set_defaults(func=cmd_score)
 

@@ -41,6 +41,7 @@ LOCK_FILE = "_raynas.lock"
 PART_GLOB = "part-*.parquet"
 QUARANTINE_DIR = "_quarantine"
 
+ERROR_STATUS = "error"  # raynas.scoring.STATUS_ERROR, without importing torch here
 STRING_COLUMNS = {"space", "arch", "dataset", "device", "status", "error"}
 INT_COLUMNS = {"index", "seed"}
 
@@ -91,6 +92,8 @@ class PartScan:
     rejected: list[tuple[Path, str]] = field(default_factory=list)
     duplicates: dict[int, list[Path]] = field(default_factory=dict)
     cells: set[int] = field(default_factory=set)  # every cell of the accepted parts
+    errors: set[int] = field(default_factory=set)  # cells whose row a reader uses is an error row
+    row_of: dict[int, Path] = field(default_factory=dict)  # cell → the part whose row is read
 
     def warn(self, log: logging.Logger) -> None:
         for path, why in self.rejected:
@@ -109,14 +112,17 @@ def scan_results(out: str | Path) -> PartScan:
     out = Path(out)
     run = out / RUN_FILE
     config = json.loads(run.read_text())["config"] if run.is_file() else None
-    scan, schema, seen = PartScan(), None, {}  # seen: cell → first part holding it
+    scan, schema = PartScan(), None
     for path in sorted(p for p in out.iterdir() if not p.name.startswith((".", "_"))):
         if path.is_dir() or not fnmatch.fnmatch(path.name, PART_GLOB):
             scan.rejected.append((path, "not a raynas part"))
             continue
         try:
             part_schema = pq.read_schema(path)
-            cells = pq.read_table(path, columns=["index"]).column("index").to_pylist()
+            columns = ["index", "status"] if "status" in part_schema.names else ["index"]
+            table = pq.read_table(path, columns=columns)
+            cells = table.column("index").to_pylist()
+            statuses = table.column("status").to_pylist() if "status" in columns else [None] * len(cells)
         except (pa.ArrowInvalid, OSError, KeyError) as exc:
             scan.rejected.append((path, f"unreadable ({str(exc).splitlines()[0][:80]})"))
             continue
@@ -132,18 +138,60 @@ def scan_results(out: str | Path) -> PartScan:
             continue
         schema = schema or part_schema.remove_metadata()
         scan.accepted.append(path)
-        for cell in cells:
-            if cell in seen:
-                scan.duplicates.setdefault(cell, [seen[cell]]).append(path)
+        for cell, status in zip(cells, statuses):
+            is_error = status == ERROR_STATUS
+            if cell not in scan.row_of:
+                scan.row_of[cell] = path
             else:
-                seen[cell] = path
-    scan.cells = set(seen)
+                scan.duplicates.setdefault(cell, [scan.row_of[cell]]).append(path)
+                if cell not in scan.errors or is_error:
+                    continue
+                scan.row_of[cell] = path  # a row that is not an error wins over an error row
+            (scan.errors.add if is_error else scan.errors.discard)(cell)
+    scan.cells = set(scan.row_of)
     return scan
 
 
 def scored_cells(out: Path) -> set[int]:
     """Cell indices already present in accepted parts (others are rescored, not counted)."""
     return scan_results(out).cells
+
+
+def drop_replaced_rows(out: str | Path, cells: Iterable[int], keep: Iterable[Path | str]) -> int:
+    """After ``cells`` were rescored into the parts ``keep``: rewrite every other accepted
+    part without its rows of those cells. Returns how many rows were dropped."""
+    cells, keep = set(cells), {Path(k).name for k in keep}
+    return _rewrite_without(Path(out), scan_results(out), lambda cell, part, status: cell in cells and part.name not in keep)
+
+
+def drop_superseded_error_rows(out: str | Path) -> int:
+    """Error rows of cells that another part holds a real row for (left by a retry that
+    was killed before :func:`drop_replaced_rows`). Returns how many rows were dropped."""
+    scan = scan_results(out)
+    superseded = {cell for cell in scan.duplicates if cell not in scan.errors}
+    return _rewrite_without(Path(out), scan, lambda cell, part, status: (
+        status == ERROR_STATUS and cell in superseded and scan.row_of[cell] != part))
+
+
+def _rewrite_without(out: Path, scan: PartScan, drop) -> int:
+    """Rewrite each accepted part without the rows ``drop(cell, part, status)`` names (a
+    part left empty is removed). Each rewrite is atomic: a crash leaves at worst a duplicate, which
+    readers resolve, never a lost row."""
+    dropped = 0
+    for path in scan.accepted:
+        table = pq.read_table(path)
+        statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * table.num_rows
+        stays = [not drop(cell, path, status) for cell, status in zip(table.column("index").to_pylist(), statuses)]
+        if all(stays):
+            continue
+        remaining = table.filter(pa.array(stays))
+        dropped += table.num_rows - remaining.num_rows
+        if remaining.num_rows:
+            with atomic_target(path) as tmp:
+                pq.write_table(remaining, tmp)
+        else:
+            path.unlink()
+    return dropped
 
 
 def quarantine(out: str | Path, scan: PartScan) -> list[Path]:
@@ -240,11 +288,8 @@ def load_results(out: str | Path, columns: Sequence[str] | None = None,
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in read])
     if "index" not in table.column_names:
         return table
-    if scan.duplicates:  # keep each cell's first row, in part order
-        seen: set[int] = set()
-        keep = []
-        for cell in table.column("index").to_pylist():
-            keep.append(cell not in seen)
-            seen.add(cell)
-        table = table.filter(pa.array(keep))
+    if scan.duplicates:  # keep the row scan_results chose for each cell
+        parts = [p for p, t in zip(scan.accepted, read) for _ in range(t.num_rows)]
+        cells = table.column("index").to_pylist()
+        table = table.filter(pa.array([scan.row_of[c] == p for c, p in zip(cells, parts)]))
     return table.sort_by("index")

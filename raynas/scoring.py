@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -36,6 +37,39 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def cpu_threads_now() -> tuple[int, str]:
+    """Torch CPU threads for a scorer that was not told how many: the cores this process may
+    use, less those busy now (1-minute load average), at most torch's default. NB201's
+    layers are too small to gain much from more threads, while threads that wait for busy
+    cores cost a lot (a loaded 2-core machine scored ~40x slower at torch's default)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    threads = max(1, min(TORCH_DEFAULT_THREADS, round(usable - busy)))
+    return threads, f"{usable} usable cores, {busy:.1f} busy"
+
+
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # before any scorer changed it
+_told_threads = False
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Set torch's CPU thread count (process-wide) for scoring; None chooses one with
+    :func:`cpu_threads_now` and says so once per process when it is below torch's default."""
+    global _told_threads
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+        return threads
+    chosen, why = cpu_threads_now()
+    if chosen < TORCH_DEFAULT_THREADS and not _told_threads:
+        logger.warning("scoring with %d torch CPU thread(s) (%s); pass threads=N to CellScorer or score() "
+                       "to choose", chosen, why)
+        _told_threads = True
+    torch.set_num_threads(chosen)
+    return chosen
 
 
 def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
@@ -94,13 +128,19 @@ class CellScorer:
         seed: int = 0,
         device: str | torch.device | None = None,
         measure_memory: bool = True,
+        threads: int | None = None,
     ):
+        """``threads``: torch's CPU threads, process-wide (None: the cores not busy now, see
+        :func:`cpu_threads_now`; the Ray actors pass their CPUs). On a GPU it only sets
+        the host threads."""
         self.measure_memory = measure_memory
         self.space = get_space(space)
         self.proxies = parse_proxies(proxies)
         self.dataset = dataset_info(dataset)
         self.seed = int(seed)
         self.device = pick_device(device)
+        use_threads = self.device.type == "cpu" or threads is not None
+        self.threads = set_cpu_threads(threads) if use_threads else torch.get_num_threads()
         if self.device.type == "cuda":
             # Full fp32 (no TF32) in convolutions and matmuls, so that a cell scores the same
             # on a GPU as on a CPU up to rounding: TF32 keeps 10 mantissa bits, and GradAlign
@@ -213,6 +253,8 @@ def score(
     device: str | torch.device | None = None,
     dataset: str = "cifar10",
     seed: int = 0,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Score one cell: ``{component: value, ..., status, error, <proxy>_time_s, ...}``."""
-    return CellScorer(space, proxies, dataset=dataset, seed=seed, device=device).score(arch)
+    """Score one cell: ``{component: value, ..., status, error, <proxy>_time_s, ...}``
+    (``threads``: see :class:`CellScorer`)."""
+    return CellScorer(space, proxies, dataset=dataset, seed=seed, device=device, threads=threads).score(arch)

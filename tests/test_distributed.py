@@ -85,6 +85,30 @@ def test_failing_cells_become_error_rows_and_shards_complete(local_ray, tmp_path
     assert all(r["params"] > 0 for r in rows)
 
 
+def test_retry_errors_replaces_error_rows_and_counts_the_rest(local_ray, tmp_path):
+    from test_results_dir import _as_error_rows
+
+    out = tmp_path / "retry"
+    proxies = "params;flops"
+    first = run_scoring(RunOptions(space="nb201", proxies=proxies, out=out, limit=8, shard_size=4))
+    assert first.scored == 8 and first.error_rows == 0
+    parts = sorted(p.name for p in out.glob("part-*.parquet"))
+    _as_error_rows(out, parts[0], {1, 2})
+    _as_error_rows(out, parts[1], {6})
+
+    plain = run_scoring(RunOptions(space="nb201", proxies=proxies, out=out, limit=8))
+    assert plain.scored == 0 and plain.error_rows_kept == 3  # kept and counted, not retried
+
+    retried = run_scoring(RunOptions(space="nb201", proxies=proxies, out=out, limit=8, retry_errors=True))
+    assert retried.already_done == 5 and retried.scored == 3 and retried.error_rows == 0
+    idx, unique = unique_indices(out)
+    assert sorted(idx) == list(range(8))  # replaced, not duplicated
+    rows = {r["index"]: r for r in load_results(out).to_pylist()}
+    expected = {r["index"]: r for r in CellScorer("nb201", proxies).iter_scores([1, 2, 6])}
+    for cell in (1, 2, 6):
+        assert rows[cell]["status"] == "ok" and rows[cell]["params"] == expected[cell]["params"]
+
+
 def _shard_actor_pids() -> list[int]:
     import psutil
 
@@ -141,3 +165,21 @@ def test_killed_driver_resumes_exactly_once(tmp_path):
     rows = {r["index"]: r for r in load_results(out).to_pylist()}
     for row in CellScorer("nb201", SLOWER).iter_scores([0, 1, 38, 39]):
         assert rows[row["index"]]["intrain"] == row["intrain"] or row["status"] != "ok"
+
+
+def test_cli_prints_per_cell_progress_and_no_ray_chatter(tmp_path):
+    """One shard of 6 cells: progress lines count cells before the shard's part is
+    committed; Ray's start-up and execution lines stay in its logs."""
+    out = tmp_path / "quiet"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # raynas' own default
+    done = subprocess.run([sys.executable, "-m", "raynas.cli", "score", "nb201", "--proxies", SLOWER, "--out", str(out),
+                           "--limit", "6", "--shard-size", "6", "--progress-interval", "0.2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    progress = [line for line in done.stderr.splitlines() if line.startswith("[raynas]")]
+    in_flight = [line for line in progress if " 0 committed" in line and not line.startswith("[raynas] 0/")]
+    assert in_flight, progress  # e.g. "[raynas] 3/6 cells (50.0%), 0 committed, ..."
+    assert progress[-1].startswith("[raynas] 6/6 cells (100.0%), 6 committed")
+    for chatter in ("Token authentication", "core_worker.cc", "Starting execution", "Progress bars disabled",
+                    "Started a local Ray instance"):
+        assert chatter not in done.stderr + done.stdout, chatter

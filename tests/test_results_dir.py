@@ -84,3 +84,57 @@ def test_a_cell_in_two_parts_is_read_once(run):
     assert list(scan.duplicates) == [31] and not scan.rejected
     table = load_results(run)
     assert table.num_rows == 34 and table.column("index").to_pylist() == list(range(34))
+
+
+def _as_error_rows(out: Path, part: str, cells: set[int]) -> None:
+    """Turn ``cells``' rows of ``part`` into error rows, as a transient failure (e.g. a GPU
+    out of memory) leaves them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / part)
+    hit = [c in cells for c in table.column("index").to_pylist()]
+    columns = {}
+    for name in table.column_names:
+        values = table.column(name).to_pylist()
+        if name == "status":
+            values = ["error" if h else v for v, h in zip(values, hit)]
+        elif name == "error":
+            values = ["params: CUDA out of memory" if h else v for v, h in zip(values, hit)]
+        elif name in ("params", "flops"):
+            values = [float("nan") if h else v for v, h in zip(values, hit)]
+        columns[name] = pa.array(values, type=table.schema.field(name).type)
+    write_part_atomic(pa.table(columns, schema=table.schema), out, part)
+
+
+def test_error_rows_are_counted_and_a_real_row_wins_over_an_error_row(tmp_path, capsys):
+    from raynas.results import drop_replaced_rows, drop_superseded_error_rows
+
+    out = tmp_path / "run"
+    out.mkdir()
+    first = write_run(out, list(range(0, 8)))
+    _as_error_rows(out, first, {2, 5})
+    scan = scan_results(out)
+    assert scan.errors == {2, 5} and scan.cells == set(range(8))
+    assert main(["report", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "8 cells from 1 part(s), 2 of them error rows (score --retry-errors rescores them)")
+
+    # A retry killed after writing its part but before dropping the old rows: cell 2 is in
+    # two parts; readers use the real row, not the error row, and count no error for it.
+    retried = write_run(out, [2])
+    scan = scan_results(out)
+    assert scan.errors == {5} and list(scan.duplicates) == [2] and scan.row_of[2].name == retried
+    rows = {r["index"]: r for r in load_results(out).to_pylist()}
+    assert len(rows) == 8 and rows[2]["status"] == "ok" and rows[2]["params"] > 0
+
+    # The next retry heals it: the superseded error row goes, nothing else.
+    assert drop_superseded_error_rows(out) == 1
+    scan = scan_results(out)
+    assert not scan.duplicates and scan.errors == {5} and scan.cells == set(range(8))
+
+    # Replacing cell 5 by a new row: its old row leaves its part; a part left empty goes.
+    again = write_run(out, [5])
+    assert drop_replaced_rows(out, [5], keep=[again]) == 1
+    assert scan_results(out).errors == set() and len(load_results(out)) == 8
+    assert drop_replaced_rows(out, [2], keep=[]) == 1 and not (out / retried).exists()

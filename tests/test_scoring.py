@@ -130,3 +130,31 @@ def test_initial_state_restores_what_proxies_change():
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert net[4].weight._version == untouched  # not rewritten
+
+
+def test_scorer_threads_explicit_or_chosen_from_idle_cores(monkeypatch, caplog):
+    import os
+
+    import torch
+
+    import raynas.scoring as scoring
+
+    before = torch.get_num_threads()
+    try:
+        assert CellScorer("nb201", "params", threads=1).threads == 1 and torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads must be at least 1"):
+            CellScorer("nb201", "params", threads=0)
+        monkeypatch.setattr(scoring, "TORCH_DEFAULT_THREADS", 8)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+        monkeypatch.setattr(os, "getloadavg", lambda: (5.6, 0.0, 0.0))
+        monkeypatch.setattr(scoring, "_told_threads", False)
+        with caplog.at_level("WARNING", logger="raynas.scoring"):
+            assert CellScorer("nb201", "params").threads == 2  # 8 cores, ~6 busy
+            CellScorer("nb201", "params")
+        told = [r.getMessage() for r in caplog.records if "torch CPU thread" in r.getMessage()]
+        assert told == ["scoring with 2 torch CPU thread(s) (8 usable cores, 5.6 busy); pass threads=N to "
+                        "CellScorer or score() to choose"]  # once per process
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert CellScorer("nb201", "params").threads == 8  # an idle machine: torch's default
+    finally:
+        torch.set_num_threads(before)

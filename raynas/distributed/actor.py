@@ -25,7 +25,8 @@ class ShardScorer:
     """``__call__({"cells": [[...]]}) -> {"part": [...], "cells": [...], ...}`` (batch of 1)."""
 
     def __init__(self, space: str, proxies: list[str], dataset: str, seed: int, device: str,
-                 out: str, threads: int = 1, config: dict[str, Any] | None = None):
+                 out: str, threads: int = 1, config: dict[str, Any] | None = None, progress: Any = None):
+        self.progress = progress  # a ProgressBoard actor, told of every cell (None: nobody asks)
         # A failure here (missing data, another probe file than the driver's) is the run's,
         # not a crash: it is kept and raised by the first shard as an ordinary error, which
         # stops the run with its cause. Raised here, Ray would restart the actor four times.
@@ -42,10 +43,10 @@ class ShardScorer:
         from raynas.results import row_schema
         from raynas.scoring import CellScorer
 
-        torch.set_num_threads(max(1, threads))  # contention between actors costs ~3x
         if device == "cuda":
             torch.backends.cudnn.benchmark = False  # every cell has new shapes
-        self.scorer = CellScorer(space, proxies, dataset=dataset, seed=seed, device=device)
+        # The actor's CPUs, not torch's default of every core: contention between actors costs ~3x.
+        self.scorer = CellScorer(space, proxies, dataset=dataset, seed=seed, device=device, threads=max(1, threads))
         own = self.scorer.config()
         if config is not None and own != config:
             # E.g. a worker node resolving another probe file than the driver did.
@@ -66,12 +67,17 @@ class ShardScorer:
         for cells in batch["cells"]:
             cells = [int(c) for c in cells]
             start = time.perf_counter()
-            rows = list(self.scorer.iter_scores(cells))
             name = part_name(cells)
+            rows, errors = [], 0
+            for row in self.scorer.iter_scores(cells):
+                rows.append(row)
+                errors += row["status"] == "error"
+                if self.progress is not None:
+                    self.progress.report.remote(name, len(rows), errors)  # fire and forget
             write_part_atomic(rows_to_table(rows, self.schema), self.out, name)
             summary["part"].append(name)
             summary["cells"].append(len(rows))
-            summary["errors"].append(sum(r["status"] == "error" for r in rows))
+            summary["errors"].append(errors)
             summary["seconds"].append(time.perf_counter() - start)
             logger.info("wrote %s (%d cells)", name, len(rows))
         return summary

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raynas.distributed.progress import Progress
+from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.proxies.registry import split_proxy_requests
 from raynas.scoring import scoring_config
 from raynas.results import (acquire_lock, check_or_write_run_config, clean_temporaries,
-                            scored_cells)
+                            drop_replaced_rows, drop_superseded_error_rows, scan_results)
 from raynas.spaces import get_space
 
 logger = logging.getLogger("raynas.driver")
@@ -43,6 +43,7 @@ class RunOptions:
     max_restarts: int = 4  # actor restarts after a crash
     max_task_retries: int = 4  # shard retries on a restarted actor
     progress_interval_s: float = 10.0
+    retry_errors: bool = False  # rescore the cells whose row is an error row, replacing it
     log: logging.Logger = field(default=logger, repr=False)
 
 
@@ -52,10 +53,11 @@ class RunSummary:
     selected: int
     already_done: int
     scored: int
-    error_rows: int
+    error_rows: int  # written by this run
     device: str
     actors: int
     seconds: float
+    error_rows_kept: int = 0  # error rows of earlier runs in the selection, not retried
 
 
 def select_cells(space_name: str, cells: Sequence[int] | None, limit: int | None) -> list[int]:
@@ -85,15 +87,16 @@ def _versions() -> dict[str, str]:
 def _connect(address: str | None) -> None:
     import ray
 
+    from raynas.distributed.quiet import init_embedded_ray
+
     if ray.is_initialized():
         return
     if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         # Embedded: one logical CPU more than cores, so Ray Data's own operators never wait
         # behind the scorer actors (a 2-CPU pool otherwise can deadlock).
-        ray.init(address="local", num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False,
-                 log_to_driver=False)
+        init_embedded_ray((os.cpu_count() or 1) + 1)
 
 
 def _plan_actors(opts: RunOptions, todo: Sequence[int]) -> tuple[str, int, float | None]:
@@ -164,8 +167,6 @@ def _check_output(out: Path) -> None:
 def run_scoring(opts: RunOptions) -> RunSummary:
     import time
 
-    import ray
-
     start = time.monotonic()
     out = Path(opts.out).resolve()
     check_gpus_per_actor(opts.num_gpus_per_actor)
@@ -177,43 +178,108 @@ def run_scoring(opts: RunOptions) -> RunSummary:
         check_or_write_run_config(out, config, _versions())
         if removed := clean_temporaries(out):
             opts.log.warning("removed %d unfinished temporary file(s) of an interrupted run", removed)
-        done = scored_cells(out)
+        if opts.retry_errors and (healed := drop_superseded_error_rows(out)):
+            opts.log.warning("dropped %d error row(s) an interrupted retry had already replaced", healed)
+        scan = scan_results(out)
+        selected = set(selection)
+        errors = scan.errors & selected
+        done = scan.cells - errors if opts.retry_errors else scan.cells
         todo = [c for c in selection if c not in done]
         already = len(selection) - len(todo)
-        opts.log.warning("%d cells selected, %d already in %s, %d to score", len(selection), already, out, len(todo))
+        retry = f" ({len(errors)} of them error rows, retried)" if opts.retry_errors and errors else ""
+        opts.log.warning("%d cells selected, %d already in %s, %d to score%s", len(selection), already, out,
+                         len(todo), retry)
+        kept = 0 if opts.retry_errors else len(errors)
+        if kept:
+            opts.log.warning("%d of the cells already there are error rows; --retry-errors rescores them", kept)
         if not todo:
-            return RunSummary(out, len(selection), already, 0, 0, "-", 0, time.monotonic() - start)
+            return RunSummary(out, len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept)
 
-        _connect(opts.address)
-        device, actors, gpus_per_actor = _plan_actors(opts, todo)
-        size = opts.shard_size or DEFAULT_SHARD[device]
-        shards = [todo[i : i + size] for i in range(0, len(todo), size)]
-        actors = max(1, min(actors, len(shards)))
-        opts.log.warning("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
-
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
-        ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
-        dataset = ray.data.from_items([{"cells": s} for s in shards], override_num_blocks=len(shards))
-        with warnings.catch_warnings():
-            # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
-            # **ray_remote_args, which warns about a deprecation planned for 2.64.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config)
-        progress = Progress(len(todo), already, opts.progress_interval_s)
-        try:
-            for summary in summaries.iter_rows():
-                progress.update(int(summary["cells"]), int(summary["errors"]))
-        except Exception as exc:  # noqa: BLE001 — Ray wraps the cause in several layers
-            cause = root_cause(exc)
-            if cause is None:
-                raise
-            raise RuntimeError(f"the run stopped after {progress.done} of {len(todo)} cells; "
-                               f"committed parts are kept, rerun to resume. Cause: {cause}") from None
-        return RunSummary(out, len(selection), already, progress.done, progress.errors, device, actors,
-                          time.monotonic() - start)
+        written, progress, device, actors = _score(opts, out, config, todo, already)
+        if opts.retry_errors and errors:
+            drop_replaced_rows(out, errors, keep=written)
+        return RunSummary(out, len(selection), already, progress.committed, progress.committed_errors, device,
+                          actors, time.monotonic() - start, kept)
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _score(opts: RunOptions, out: Path, config: dict, todo: list[int], already: int):
+    """Score ``todo`` on the actor pool; returns (parts written, progress, device, actors)."""
+    import ray
+
+    from raynas.distributed.quiet import HARMLESS_ACTOR_ARGS_WARNING, dropping_stderr_lines, quiet_ray_data
+
+    _connect(opts.address)
+    quiet_ray_data()
+    device, actors, gpus_per_actor = _plan_actors(opts, todo)
+    size = opts.shard_size or DEFAULT_SHARD[device]
+    shards = [todo[i : i + size] for i in range(0, len(todo), size)]
+    actors = max(1, min(actors, len(shards)))
+    opts.log.warning("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
+    ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
+    dataset = ray.data.from_items([{"cells": s} for s in shards], override_num_blocks=len(shards))
+    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
+        # **ray_remote_args, which warns about a deprecation planned for 2.64.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config, board)
+    progress = Progress(len(todo), already, opts.progress_interval_s)
+    written: list[str] = []
+    try:
+        with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING):
+            for summary in _rows_with_ticks(summaries, opts.progress_interval_s):
+                if summary is None:  # no shard finished within the interval: the board's count
+                    try:
+                        progress.live(*ray.get(board.totals.remote(), timeout=10))
+                    except ray.exceptions.GetTimeoutError:
+                        pass
+                    continue
+                written.append(str(summary["part"]))
+                progress.commit(int(summary["cells"]), int(summary["errors"]))
+    except Exception as exc:  # noqa: BLE001 — Ray wraps the cause in several layers
+        cause = root_cause(exc)
+        if cause is None:
+            raise
+        raise RuntimeError(f"the run stopped after {progress.committed} of {len(todo)} cells; "
+                           f"committed parts are kept, rerun to resume. Cause: {cause}") from None
+    return written, progress, device, actors
+
+
+def _rows_with_ticks(dataset, interval_s: float):
+    """The dataset's rows, with a ``None`` whenever ``interval_s`` passes without one (the
+    rows come from a thread, so that the driver can print progress meanwhile and Ctrl-C
+    reaches it at once)."""
+    import queue
+    import threading
+
+    rows: queue.Queue = queue.Queue()
+    end = object()
+
+    def drain() -> None:
+        try:
+            for row in dataset.iter_rows():
+                rows.put(row)
+            rows.put(end)
+        except BaseException as exc:  # noqa: BLE001 — handed to the driver's thread
+            rows.put(exc)
+
+    threading.Thread(target=drain, name="raynas-rows", daemon=True).start()
+    while True:
+        try:
+            item = rows.get(timeout=max(0.1, interval_s))
+        except queue.Empty:
+            yield None
+            continue
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def root_cause(exc: BaseException) -> str | None:
@@ -224,7 +290,8 @@ def root_cause(exc: BaseException) -> str | None:
     return lines[-1].split(marker, 1)[1].strip() if lines else None
 
 
-def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, gpus_per_actor: float | None, config: dict):
+def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, gpus_per_actor: float | None,
+                config: dict, board):
     from ray.data import ActorPoolStrategy
 
     from raynas.distributed.actor import ShardScorer
@@ -234,7 +301,7 @@ def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, 
         fn_constructor_kwargs={
             "space": opts.space, "proxies": _as_list(opts.proxies),
             "dataset": opts.dataset, "seed": opts.seed, "device": device, "out": str(out),
-            "threads": int(opts.cpus_per_actor), "config": config,
+            "threads": int(opts.cpus_per_actor), "config": config, "progress": board,
         },
         batch_size=1,
         compute=ActorPoolStrategy(min_size=1, max_size=actors),

@@ -1,4 +1,7 @@
-"""A periodic progress line on the driver: cells done, cells/s, ETA (also fine in job logs)."""
+"""Progress of a run, per cell: the actors report each scored cell to a small board (a Ray
+actor, so the driver sees cells of shards still in flight), and the driver prints one line
+at a fixed interval — cells scored and committed, cells/s, ETA, error rows (also fine in
+job logs, where a progress bar is not)."""
 
 from __future__ import annotations
 
@@ -14,9 +17,27 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+class ProgressBoard:
+    """Cells scored so far, per shard (the driver wraps it as a Ray actor). Keyed by shard,
+    so that a shard retried after an actor crash counts its cells once."""
+
+    def __init__(self) -> None:
+        self.shards: dict[str, tuple[int, int]] = {}
+
+    def report(self, shard: str, cells: int, errors: int) -> None:
+        self.shards[shard] = (cells, errors)
+
+    def totals(self) -> tuple[int, int]:
+        return sum(c for c, _ in self.shards.values()), sum(e for _, e in self.shards.values())
+
+
 class Progress:
+    """The driver's view: ``scored`` counts cells as actors finish them, ``committed``
+    counts cells in parts on disk (what an interrupted run keeps)."""
+
     def __init__(self, total: int, already_done: int = 0, interval_s: float = 10.0, stream: TextIO = sys.stderr):
-        self.total, self.done, self.errors = total, 0, 0
+        self.total, self.scored, self.committed, self.errors = total, 0, 0, 0
+        self.committed_errors = 0
         self.already_done = already_done
         self.interval_s, self.stream = interval_s, stream
         self.start = self._last = time.monotonic()
@@ -24,20 +45,31 @@ class Progress:
     @property
     def rate(self) -> float:
         elapsed = time.monotonic() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
+        return self.scored / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
         rate = self.rate
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        pct = 100.0 * self.done / self.total if self.total else 100.0
+        eta = (self.total - self.scored) / rate if rate > 0 else float("inf")
+        pct = 100.0 * self.scored / self.total if self.total else 100.0
         prior = f" (+{self.already_done} from earlier runs)" if self.already_done else ""
-        return (f"[raynas] {self.done}/{self.total} cells ({pct:.1f}%){prior}, {rate:.2f} cells/s, "
-                f"ETA {_clock(eta)}, error rows {self.errors}")
+        return (f"[raynas] {self.scored}/{self.total} cells ({pct:.1f}%), {self.committed} committed{prior}, "
+                f"{rate:.2f} cells/s, ETA {_clock(eta)}, error rows {self.errors}")
 
-    def update(self, cells: int, errors: int = 0) -> None:
-        self.done += cells
-        self.errors += errors
+    def live(self, scored: int, errors: int) -> None:
+        """Totals from the board; never below what is already committed."""
+        self.scored = min(self.total, max(self.scored, scored, self.committed))
+        self.errors = max(self.errors, errors)
+        self.maybe_print()
+
+    def commit(self, cells: int, errors: int = 0) -> None:
+        self.committed += cells
+        self.scored = max(self.scored, self.committed)
+        self.committed_errors += errors
+        self.errors = max(self.errors, self.committed_errors)
+        self.maybe_print(force=self.committed >= self.total)
+
+    def maybe_print(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last >= self.interval_s or self.done >= self.total:
+        if force or now - self._last >= self.interval_s:
             self._last = now
             print(self.line(), file=self.stream, flush=True)

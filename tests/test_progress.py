@@ -1,0 +1,41 @@
+"""The driver's progress line (issue 10, item 6): cells counted as they are scored, not per
+shard; committed cells, rate and ETA; a retried shard counted once."""
+
+import io
+
+from raynas.distributed.progress import Progress, ProgressBoard
+
+
+def test_board_counts_a_retried_shard_once():
+    board = ProgressBoard()
+    board.report("part-a", 3, 1)
+    board.report("part-b", 2, 0)
+    board.report("part-a", 1, 0)  # part-a's actor crashed; its retry is at cell 1
+    board.report("part-a", 4, 0)
+    assert board.totals() == (6, 0)
+
+
+def test_progress_line_counts_cells_in_flight_and_committed():
+    stream = io.StringIO()
+    progress = Progress(total=10, already_done=5, interval_s=0.0, stream=stream)
+    progress.live(3, 1)
+    progress.commit(4, 1)  # the first shard's part: 4 cells, one error row
+    progress.live(2, 0)  # a stale board reading never moves the count back
+    progress.commit(6, 0)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[raynas] 3/10 cells (30.0%), 0 committed (+5 from earlier runs), ")
+    assert lines[0].endswith("error rows 1")
+    assert lines[1].startswith("[raynas] 4/10 cells (40.0%), 4 committed")
+    assert lines[2].startswith("[raynas] 4/10 cells")
+    assert lines[3].startswith("[raynas] 10/10 cells (100.0%), 10 committed") and "ETA 0:00:00" in lines[3]
+    assert progress.committed_errors == 1
+
+
+def test_progress_prints_at_its_interval_only():
+    stream = io.StringIO()
+    progress = Progress(total=100, interval_s=3600.0, stream=stream)
+    for n in range(1, 50):
+        progress.live(n, 0)
+    assert stream.getvalue() == ""
+    progress.commit(100)  # the last cells always print
+    assert stream.getvalue().startswith("[raynas] 100/100 cells")
