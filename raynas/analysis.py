@@ -72,17 +72,19 @@ def rank_correlation(scores: Sequence[float], accuracies: Sequence[float], nan_p
 
 def top_k(scores: Sequence[float], accuracies: Sequence[float], k: int = 10, nan_policy: str = "worst") -> dict[str, float]:
     """Accuracy of the best-scored cell, the best accuracy among the top-k scored cells,
-    and the fraction of the true top-k cells found in the predicted top-k."""
+    and the fraction of the true top-k cells found in the predicted top-k. The keys name
+    the k asked for, so that tables of small runs have the same columns (with fewer than k
+    cells, all of them are the top k)."""
     s, a, _ = _prepare(scores, accuracies, nan_policy)
     if not np.isfinite(s).any():  # no cell has a score: a top-k would be an arbitrary pick
         return {"top1_accuracy": math.nan, f"best_of_top{k}": math.nan, f"recall_top{k}": math.nan}
-    k = min(k, len(s))
-    predicted = np.argsort(-s, kind="stable")[:k]
-    true = np.argsort(-a, kind="stable")[:k]
+    kept = min(k, len(s))
+    predicted = np.argsort(-s, kind="stable")[:kept]
+    true = np.argsort(-a, kind="stable")[:kept]
     return {
         "top1_accuracy": float(a[predicted[0]]),
         f"best_of_top{k}": float(a[predicted].max()),
-        f"recall_top{k}": len(set(predicted) & set(true)) / k,
+        f"recall_top{k}": len(set(predicted) & set(true)) / kept,
     }
 
 
