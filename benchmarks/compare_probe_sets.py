@@ -31,12 +31,13 @@ def main() -> None:
     dataset = analysis.dataset_of(a)
     if analysis.dataset_of(b) != dataset or a.column("index").to_pylist() != b.column("index").to_pylist():
         raise SystemExit("the two runs must score the same cells of the same dataset")
-    truth, accuracy_of = analysis.load_ground_truth("nb201")
+    truth = analysis.load_ground_truth("nb201")
+    accuracy_of, truth = truth.accuracy_of, truth.table
     accuracy = analysis.join_ground_truth(a.select(["index"]), truth).column(accuracy_of[dataset]).to_numpy()
     print(f"{a.num_rows} NB201 cells, {dataset}; τ against {accuracy_of[dataset]} (NaN last)")
     print(f"| score | τ {args.first.name} | τ {args.second.name} | difference | τ between the two |")
     print("|---|---|---|---|---|")
-    for column in analysis.score_columns(a):
+    for column in analysis.score_columns(a, analysis.roles_of(args.first)):
         if column not in b.column_names:
             continue
         x = a.column(column).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -41,12 +41,12 @@ def merged_by_dataset(runs: list[Path]) -> dict[str, pa.Table]:
     groups: dict[str, list[pa.Table]] = defaultdict(list)
     for run in runs:
         table = load_results(run)
-        groups[analysis.dataset_of(table)].append(table)
+        groups[analysis.dataset_of(table)].append((table, analysis.roles_of(run)))
     merged = {}
     for dataset, tables in groups.items():
-        table = tables[0]
-        for other in tables[1:]:
-            extra = ["index", *(c for c in analysis.score_columns(other) if c not in table.column_names)]
+        table = tables[0][0]
+        for other, roles in tables[1:]:
+            extra = ["index", *(c for c in analysis.score_columns(other, roles) if c not in table.column_names)]
             table = table.join(other.select(extra), "index", join_type="inner")
         merged[dataset] = table.sort_by("index")
     return merged
@@ -68,7 +68,9 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="one table per dataset over the cells all runs scored")
     ap.add_argument("--peer-scores", action="store_true", help="add the peers' published NB201 scores as rows")
     args = ap.parse_args()
-    truth, accuracy_of = analysis.load_ground_truth(args.space)
+    truth = analysis.load_ground_truth(args.space)
+    accuracy_of, truth = truth.accuracy_of, truth.table
+    roles = {c: r for run in args.runs for c, r in analysis.roles_of(run).items()}
     tables = merged_by_dataset(args.runs) if args.merge else {run.name: load_results(run) for run in args.runs}
     for name, table in tables.items():
         table = analysis.add_intrain_ablations(table)
@@ -81,9 +83,11 @@ def main() -> None:
         print(f"\n### {name}: {table.num_rows} cells, {dataset}, accuracy `{accuracy_of[dataset]}`\n")
         print("| score | τ (NaN last) | ρ (NaN last) | τ (NaN omitted) | n / NaN | paper τ / peers published | top-1 acc | recall top-10 |")
         print("|---|---|---|---|---|---|---|---|")
-        scores = analysis.score_columns(table)
-        worst = analysis.correlation_table(table, truth, scores, accuracy_of[dataset], "worst")
-        omit = {r["score"]: r for r in analysis.correlation_table(table, truth, scores, accuracy_of[dataset], "omit")}
+        scores = analysis.score_columns(table, roles) + [c for c in table.column_names if c.startswith("peer:")]
+        lower = analysis.lower_is_better(roles)
+        worst = analysis.correlation_table(table, truth, scores, accuracy_of[dataset], "worst", lower_is_better=lower)
+        omit = {r["score"]: r for r in analysis.correlation_table(table, truth, scores, accuracy_of[dataset], "omit",
+                                                                  lower_is_better=lower)}
         for r in worst:
             if args.space == "nb101":
                 paper = PAPER_TAU_NB101.get(r["score"])

@@ -39,9 +39,9 @@ def cell_pool(space: str, pool: str) -> np.ndarray:
 
             hashes = pq.read_table(data_file("nb101/peer_scores_naslib_subset500.parquet"), columns=["hash"])
             return np.unique([get_space("nb101").index_of(h) for h in hashes.column("hash").to_pylist()])
-        from raynas.spaces.nb101_truth import load_nb101_ground_truth
+        from raynas.spaces.nb101 import load_ground_truth_table
 
-        return np.asarray(load_nb101_ground_truth().column("index"))
+        return np.asarray(load_ground_truth_table().column("index"))
     if pool == "naslib":
         table = pq.read_table(data_file("nb201/peer_scores_naslib_subset.parquet"), columns=["dataset", "index"])
         return np.unique(np.asarray(table.column("index")))

@@ -19,24 +19,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import stats
 
-from raynas.datafiles import resolve_need
-
-# Ground-truth column of each dataset in the NB201 accuracy table.
-NB201_ACCURACY = {
-    "cifar10": "cifar10_test",
-    "cifar100": "cifar100_test",
-    "imagenet16-120": "imagenet16_120_test",
-}
-
-# Sign of each score's correlation with accuracy, set from measurement (docs/results.md).
-# +1: higher score = better architecture. Scores not listed are taken as +1.
-DIRECTION: dict[str, int] = {}
+from raynas.spaces.base import GroundTruth
 
 INTRAIN_ABLATIONS = ("gamma", "o", "intrain_additive", "intrain")
+DERIVED_SCORES = ("intrain_additive",)  # added by add_intrain_ablations, higher is better
 
 
-def oriented(scores: np.ndarray, column: str) -> np.ndarray:
-    return np.asarray(scores, dtype=np.float64) * DIRECTION.get(column.split("__")[-1], 1)
+def oriented(scores: np.ndarray, lower_is_better: bool = False) -> np.ndarray:
+    """Scores as "higher ranks better" (a proxy declares its direction, from measurement)."""
+    values = np.asarray(scores, dtype=np.float64)
+    return -values if lower_is_better else values
 
 
 def _prepare(scores: Sequence[float], accuracies: Sequence[float], nan_policy: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -106,12 +98,6 @@ def add_intrain_ablations(table: pa.Table, prefix: str = "") -> pa.Table:
     return table.append_column(f"{prefix}intrain_additive", pa.array(z(g) + z(r)))
 
 
-def load_nb201_ground_truth(path: str | Path | None = None) -> pa.Table:
-    """NB201 accuracies per cell index: ``path``, else the resolved ``nb201-accuracy`` table
-    (:mod:`raynas.datafiles`: the user's folder, an imported NATS-Bench file, or the shipped copy)."""
-    return pq.read_table(Path(path) if path else resolve_need("nb201-accuracy").path)
-
-
 def dataset_of(results: pa.Table) -> str:
     """The one dataset a results table was scored on."""
     datasets = pc.unique(results.column("dataset")).to_pylist()
@@ -138,21 +124,21 @@ def correlation_table(
     results: pa.Table,
     ground_truth: pa.Table,
     score_columns: Iterable[str],
-    accuracy_column: str | None = None,
+    accuracy_column: str,
     nan_policy: str = "worst",
     k: int = 10,
+    lower_is_better: Iterable[str] = (),
 ) -> list[dict[str, object]]:
-    """One row per score column: τ, ρ, n, NaN count and top-k, against the accuracy of the
-    results' dataset (or ``accuracy_column``)."""
-    if accuracy_column is None:
-        accuracy_column = NB201_ACCURACY[dataset_of(results)]
+    """One row per score column: τ, ρ, n, NaN count and top-k, against ``accuracy_column``
+    (columns in ``lower_is_better`` are ranked by their negation)."""
+    lower = set(lower_is_better)
     joined = join_ground_truth(results, ground_truth)
     acc = joined.column(accuracy_column).to_numpy(zero_copy_only=False).astype(np.float64)
     rows = []
     for column in score_columns:
         if column not in joined.column_names:
             continue
-        s = oriented(joined.column(column).to_numpy(zero_copy_only=False), column)
+        s = oriented(joined.column(column).to_numpy(zero_copy_only=False), column in lower)
         rows.append({
             "score": column,
             "accuracy": accuracy_column,
@@ -173,43 +159,89 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
 
 
-NON_SCORE_COLUMNS = {"index", "seed", "L", "gradalign_classes", "build_time_s"}
+def column_roles(run: dict) -> dict[str, dict[str, str]]:
+    """Each result column's role as the run recorded it (``_raynas_run.json``'s
+    ``columns``), or as its proxies declare it for runs written before roles were recorded."""
+    if "columns" in run:
+        return run["columns"]
+    from raynas.spec import ScoringSpec
+
+    return ScoringSpec.from_config(run["config"]).column_roles()
 
 
-def score_columns(table: pa.Table) -> list[str]:
-    """The float columns that are scores (not timings, memory or diagnostics)."""
-    return [
-        f.name for f in table.schema
-        if pa.types.is_floating(f.type)
-        and f.name.split("__")[-1] not in NON_SCORE_COLUMNS
-        and not f.name.endswith(("_time_s", "_peak_mem_mb"))
-    ]
+def roles_of(results_dir: str | Path) -> dict[str, dict[str, str]]:
+    """:func:`column_roles` of a results directory."""
+    from raynas.results import read_run_config
+
+    return column_roles(read_run_config(Path(results_dir)))
 
 
-def load_ground_truth(space: str, path: str | Path | None = None) -> tuple[pa.Table, dict[str, str]]:
-    """(accuracy table keyed by ``index``, dataset → accuracy column) for a space."""
-    if space == "nb201":
-        return load_nb201_ground_truth(path), NB201_ACCURACY
-    if space == "nb101":
-        from raynas.spaces.nb101_truth import load_nb101_ground_truth
+def score_columns(table: pa.Table, roles: dict[str, dict[str, str]]) -> list[str]:
+    """The table's score columns (declared by their proxies; diagnostics, timings and
+    identity columns are not), plus the derived InTrain ablation when present."""
+    declared = [c for c, role in roles.items() if role.get("role") == "score"]
+    derived = [c for c in table.column_names if c.split("__")[-1] in DERIVED_SCORES]
+    return [c for c in table.column_names if c in declared] + derived
 
-        return load_nb101_ground_truth(path), {"cifar10": "test_accuracy_single_run"}
-    raise ValueError(f"no ground truth known for space {space!r}")
+
+def lower_is_better(roles: dict[str, dict[str, str]]) -> set[str]:
+    return {c for c, role in roles.items() if role.get("better") == "lower"}
+
+
+def load_ground_truth(space: str, path: str | Path | None = None, dataset: str | None = None,
+                      accuracy_column: str | None = None) -> GroundTruth:
+    """A space's accuracies (:meth:`SearchSpace.ground_truth`), or a table the user gives
+    (``path``: Parquet with an ``index`` column, or one of cells in the space's string form
+    under ``arch``, and ``accuracy_column``, else a column named after ``dataset``, else
+    ``accuracy``)."""
+    from raynas.spaces import get_space
+
+    space_obj = get_space(space)
+    if path is None:
+        provide = getattr(space_obj, "ground_truth", None)
+        if provide is None:
+            raise ValueError(f"space {space_obj.name!r} has no ground truth of its own; pass --ground-truth FILE")
+        truth = provide()
+        if accuracy_column is not None and dataset is not None:
+            truth = GroundTruth(truth.table, {**truth.accuracy_of, dataset: accuracy_column})
+        return truth
+    table = pq.read_table(Path(path))
+    if "index" not in table.column_names:
+        if "arch" not in table.column_names:
+            raise ValueError(f"--ground-truth {path}: needs an 'index' or an 'arch' column")
+        index = [space_obj.index_of(a) for a in table.column("arch").to_pylist()]
+        table = table.append_column("index", pa.array(index, pa.int64()))
+    if accuracy_column is None and dataset is not None and dataset in table.column_names:
+        accuracy_column = dataset
+    if accuracy_column is None and "accuracy" in table.column_names:
+        accuracy_column = "accuracy"
+    if accuracy_column is None and space_obj.name == "nb201":
+        from raynas.spaces.nb201 import ACCURACY_OF
+
+        accuracy_column = ACCURACY_OF.get(dataset or "")
+    if accuracy_column is None or accuracy_column not in table.column_names:
+        raise ValueError(f"--ground-truth {path}: no accuracy column {accuracy_column or dataset or 'accuracy'!r}; "
+                         f"columns: {', '.join(table.column_names)} (choose one with --accuracy-column)")
+    return GroundTruth(table, {dataset or "": accuracy_column})
 
 
 def correlation_report(results_dir: Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
-                       k: int = 10) -> list[dict[str, object]]:
+                       k: int = 10, accuracy_column: str | None = None) -> list[dict[str, object]]:
     """The correlation table of a results directory against its space's ground truth."""
     from raynas.results import load_results, read_run_config
 
-    config = read_run_config(results_dir)["config"]
+    run = read_run_config(results_dir)
+    config = run["config"]
+    space = (config.get("space_source") or {}).get("import") or config["space"]
     results = add_intrain_ablations(load_results(results_dir))
-    truth, accuracy_of = load_ground_truth(config["space"], ground_truth)
-    if config["dataset"] not in accuracy_of:
+    truth = load_ground_truth(space, ground_truth, config["dataset"], accuracy_column)
+    if config["dataset"] not in truth.accuracy_of:
         raise ValueError(f"no {config['space']} accuracies for dataset {config['dataset']!r}")
-    column = accuracy_of[config["dataset"]]
-    known = join_ground_truth(results.select(["index"]), truth.select(["index", column])).column(column)
+    column = truth.accuracy_of[config["dataset"]]
+    known = join_ground_truth(results.select(["index"]), truth.table.select(["index", column])).column(column)
     if results.num_rows and known.null_count + pc.sum(pc.is_nan(known.fill_null(0.0))).as_py() == results.num_rows:
         raise ValueError(f"none of the {results.num_rows} cells in {results_dir} has a known {config['space']} "
                          f"{config['dataset']} accuracy; score cells that do (raynas score --sample N)")
-    return correlation_table(results, truth, score_columns(results), column, nan_policy, k)
+    roles = column_roles(run)
+    return correlation_table(results, truth.table, score_columns(results, roles), column, nan_policy, k,
+                             lower_is_better(roles))

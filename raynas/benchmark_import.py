@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from raynas.atomic import atomic_target
 from raynas.datafiles import NEEDS, fetched_dir
 
+# NATS-Bench's dataset names → the columns of raynas' NB201 table (raynas.spaces.nb201.ACCURACY_OF).
 NB201_ACCURACY_COLUMNS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test",
                           "ImageNet16-120": "imagenet16_120_test"}
 

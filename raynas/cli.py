@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from raynas.probes import DATASETS
+from raynas.datasets import DATASETS
 
 EMBEDDED_SAMPLE = 48  # cells scored by default on an embedded (laptop) Ray
 
@@ -53,10 +53,10 @@ def sample_with_accuracy(space: str, dataset: str, n: int, seed: int) -> list[in
 
     from raynas.analysis import load_ground_truth
 
-    truth, accuracy_of = load_ground_truth(space)
-    if dataset not in accuracy_of:
+    truth = load_ground_truth(space)
+    if dataset not in truth.accuracy_of:
         raise ValueError(f"--sample: no {space} accuracies for dataset {dataset!r}")
-    known = truth.filter(truth.column(accuracy_of[dataset]).is_valid()).column("index").to_numpy()
+    known = truth.table.filter(truth.table.column(truth.accuracy_of[dataset]).is_valid()).column("index").to_numpy()
     if not 0 < n <= len(known):
         raise ValueError(f"--sample must be in 1..{len(known)} ({space} cells with a {dataset} accuracy), got {n}")
     return sorted(int(c) for c in np.random.default_rng(seed).choice(known, n, replace=False))

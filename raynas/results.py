@@ -217,8 +217,10 @@ def clean_temporaries(out: Path) -> int:
     return len(stale)
 
 
-def check_or_write_run_config(out: Path, config: dict[str, Any], versions: dict[str, str]) -> None:
-    """Record the run config, or refuse when the directory holds a different one."""
+def check_or_write_run_config(out: Path, config: dict[str, Any], versions: dict[str, str],
+                              columns: dict[str, dict[str, str]] | None = None) -> None:
+    """Record the run config (with each proxy column's role, which readers use to tell
+    scores from diagnostics), or refuse when the directory holds a different config."""
     path = out / RUN_FILE
     if path.exists():
         existing = json.loads(path.read_text())
@@ -232,7 +234,8 @@ def check_or_write_run_config(out: Path, config: dict[str, Any], versions: dict[
         return
     out.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp:
-        tmp.write_text(json.dumps({"config": config, "versions": versions}, indent=2, sort_keys=True))
+        record = {"config": config, "versions": versions, **({"columns": columns} if columns else {})}
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 def read_run_config(out: Path) -> dict[str, Any]:

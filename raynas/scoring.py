@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from raynas.measure import measured
-from raynas.probes import ProbeBatch, dataset_info, gaussian_batch, ones_batch, probe_identity, real_batch
+from raynas.probes import ProbeBatch, gaussian_batch, ones_batch, real_batch
 from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, ProxyContext
-from raynas.proxies.registry import parse_proxies
 from raynas.seeding import derive_seed, seeded
-from raynas.spaces import SearchSpace, get_space
+from raynas.spaces import SearchSpace
+from raynas.spec import ScoringSpec
 
 logger = logging.getLogger("raynas.scoring")
 
@@ -74,22 +74,8 @@ def set_cpu_threads(threads: int | None) -> int:
 
 def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
                    dataset: str, seed: int) -> dict[str, Any]:
-    """What determines every score of a run: recorded with it, compared on resume.
-
-    Runs with real-data proxies also record which probe file they draw from
-    (``probe_data``: origin and checksum), so that scores from the shipped probe set and
-    from the full dataset never mix in one directory.
-    """
-    configured = parse_proxies(proxies)
-    config: dict[str, Any] = {
-        "space": get_space(space).name,
-        "dataset": dataset_info(dataset).name,
-        "seed": int(seed),
-        "proxies": [cp.config_dict() for cp in configured],
-    }
-    if any(cp.probe_spec().kind == "real" for cp in configured):
-        config["probe_data"] = probe_identity(dataset)
-    return config
+    """What determines every score of a run (:meth:`raynas.spec.ScoringSpec.config`)."""
+    return ScoringSpec.resolve(space, proxies, dataset, seed).config()
 
 
 class InitialState:
@@ -133,11 +119,24 @@ class CellScorer:
         """``threads``: torch's CPU threads, process-wide (None: the cores not busy now, see
         :func:`cpu_threads_now`; the Ray actors pass their CPUs). On a GPU it only sets
         the host threads."""
+        self._setup(ScoringSpec.resolve(space, proxies, dataset, seed), device, measure_memory, threads)
+
+    @classmethod
+    def from_spec(cls, spec: ScoringSpec, device: str | torch.device | None = None, measure_memory: bool = True,
+                  threads: int | None = None) -> CellScorer:
+        """A scorer for a resolved spec (the actors' path: the spec a run recorded)."""
+        scorer = cls.__new__(cls)
+        scorer._setup(spec, device, measure_memory, threads)
+        return scorer
+
+    def _setup(self, spec: ScoringSpec, device: str | torch.device | None, measure_memory: bool,
+               threads: int | None) -> None:
+        self.spec = spec
         self.measure_memory = measure_memory
-        self.space = get_space(space)
-        self.proxies = parse_proxies(proxies)
-        self.dataset = dataset_info(dataset)
-        self.seed = int(seed)
+        self.space = spec.space
+        self.proxies = list(spec.proxies)
+        self.dataset = spec.dataset
+        self.seed = spec.seed
         self.device = pick_device(device)
         use_threads = self.device.type == "cpu" or threads is not None
         self.threads = set_cpu_threads(threads) if use_threads else torch.get_num_threads()
@@ -171,7 +170,7 @@ class CellScorer:
 
     def config(self) -> dict[str, Any]:
         """Everything that determines a row's scores (recorded with every run)."""
-        return scoring_config(self.space, self.proxies, self.dataset.name, self.seed)
+        return self.spec.config()
 
     # -- scoring ------------------------------------------------------------------------
     def score(self, arch: int | str) -> dict[str, Any]:
@@ -199,7 +198,7 @@ class CellScorer:
             if i:
                 initial.restore()
             model.zero_grad(set_to_none=True)
-            ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.label),
+            ctx = ProxyContext(self.device, self.dataset.num_classes, derive_seed(cell_seed, cp.seed_key),
                                shared=shared, shared_needs=self._shared_needs[cp.probe_spec()])
             try:
                 with measured(self.device, self.measure_memory) as m, seeded(ctx.seed):
@@ -207,7 +206,8 @@ class CellScorer:
                 row.update(zip(cp.columns, (float(values[c]) for c in cp.proxy.components)))
                 row[f"{cp.label}_time_s"], row[f"{cp.label}_peak_mem_mb"] = m.seconds, m.peak_mb
             except DegenerateNetwork as exc:
-                row["status"] = STATUS_DEGENERATE
+                if row["status"] != STATUS_ERROR:  # an error is the stronger status, whatever the order
+                    row["status"] = STATUS_DEGENERATE
                 errors.append(f"{cp.label}: {exc}")
             except Exception as exc:  # noqa: BLE001 — one bad cell must not stop a batch
                 row["status"] = STATUS_ERROR

@@ -39,7 +39,7 @@ def test_additive_ablation_and_table():
     results = add_intrain_ablations(results)
     np.testing.assert_allclose(results.column("intrain_additive").to_numpy(), 0.0, atol=1e-12)
     truth = pa.table({"index": pa.array([3, 2, 1, 0], pa.int32()), "cifar10_test": [4.0, 3.0, 2.0, 1.0]})
-    rows = {r["score"]: r for r in correlation_table(results, truth, ["gamma", "o"])}
+    rows = {r["score"]: r for r in correlation_table(results, truth, ["gamma", "o"], "cifar10_test")}
     assert rows["gamma"]["kendall_tau"] == pytest.approx(1.0)
     assert rows["o"]["kendall_tau"] == pytest.approx(-1.0)
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from raynas import fetch as fetch_module
-from raynas.analysis import load_nb201_ground_truth
+from raynas.spaces.nb201 import load_ground_truth_table as load_nb201_ground_truth
 from raynas.benchmark_import import import_nb101
 from raynas.cli import main
 from raynas.datafiles import EMBEDDED_DIR, resolve, resolve_need
@@ -337,7 +337,7 @@ def test_a_worker_with_other_probe_data_refuses_to_score(embedded_only, shared_d
 
     driver_config = scoring_config("nb201", "naswot", "cifar10", 0)
     monkeypatch.setenv("RAYNAS_DATA_DIR", str(shared_data))  # the worker sees another probe file
-    worker = ShardScorer("nb201", ["naswot"], "cifar10", 0, "cpu", str(tmp_path), config=driver_config)
+    worker = ShardScorer(driver_config, "cpu", str(tmp_path))
     with pytest.raises(WorkerSetupError, match="probe_data: run .*'embedded'.*worker .*'RAYNAS_DATA_DIR'"):
         worker({"cells": [[1, 2]]})  # the first shard reports it (a constructor error would be retried)
     assert not list(tmp_path.iterdir())

@@ -24,31 +24,35 @@ class WorkerSetupError(RuntimeError):
 class ShardScorer:
     """``__call__({"cells": [[...]]}) -> {"part": [...], "cells": [...], ...}`` (batch of 1)."""
 
-    def __init__(self, space: str, proxies: list[str], dataset: str, seed: int, device: str,
-                 out: str, threads: int = 1, config: dict[str, Any] | None = None, progress: Any = None):
+    def __init__(self, config: dict[str, Any], device: str, out: str, threads: int = 1, progress: Any = None):
+        """``config``: the run's recorded spec (``_raynas_run.json``), which this actor
+        builds its scorer from."""
         self.progress = progress  # a ProgressBoard actor, told of every cell (None: nobody asks)
         # A failure here (missing data, another probe file than the driver's) is the run's,
         # not a crash: it is kept and raised by the first shard as an ordinary error, which
         # stops the run with its cause. Raised here, Ray would restart the actor four times.
         self.setup_error: str | None = None
         try:
-            self._setup(space, proxies, dataset, seed, device, out, threads, config)
+            self._setup(config, device, out, threads)
         except Exception as exc:  # noqa: BLE001 — reported by __call__
             self.setup_error = f"{type(exc).__name__}: {exc}"
 
-    def _setup(self, space: str, proxies: list[str], dataset: str, seed: int, device: str,
-               out: str, threads: int, config: dict[str, Any] | None) -> None:
+    def _setup(self, config: dict[str, Any], device: str, out: str, threads: int) -> None:
         import torch
 
         from raynas.results import row_schema
         from raynas.scoring import CellScorer
+        from raynas.spec import ScoringSpec
 
         if device == "cuda":
             torch.backends.cudnn.benchmark = False  # every cell has new shapes
         # The actor's CPUs, not torch's default of every core: contention between actors costs ~3x.
-        self.scorer = CellScorer(space, proxies, dataset=dataset, seed=seed, device=device, threads=max(1, threads))
+        # The recorded spec, not the user's request strings: a plugin the worker cannot
+        # import fails here, naming its module.
+        spec = ScoringSpec.from_config(config)
+        self.scorer = CellScorer.from_spec(spec, device=device, threads=max(1, threads))
         own = self.scorer.config()
-        if config is not None and own != config:
+        if own != config:
             # E.g. a worker node resolving another probe file than the driver did.
             differs = sorted(k for k in {*own, *config} if own.get(k) != config.get(k))
             raise RuntimeError(

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raynas.distributed.progress import Progress, ProgressBoard
-from raynas.proxies.registry import split_proxy_requests
-from raynas.scoring import scoring_config
 from raynas.results import (acquire_lock, check_or_write_run_config, clean_temporaries,
                             drop_replaced_rows, drop_superseded_error_rows, scan_results)
 from raynas.spaces import get_space
+from raynas.spec import ScoringSpec
 
 logger = logging.getLogger("raynas.driver")
 
@@ -27,7 +26,7 @@ DEFAULT_SHARD = {"cpu": 16, "cuda": 128}
 
 @dataclass
 class RunOptions:
-    space: str
+    space: str  # a name, or an import path / entry point of a plugin space
     proxies: str | Sequence[str]
     out: Path
     dataset: str = "cifar10"
@@ -84,6 +83,11 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def is_embedded(address: str | None) -> bool:
+    """True when the run starts its own local Ray: no --address and no RAY_ADDRESS."""
+    return not (address or os.environ.get("RAY_ADDRESS"))
+
+
 def _connect(address: str | None) -> None:
     import ray
 
@@ -91,7 +95,7 @@ def _connect(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    if address or os.environ.get("RAY_ADDRESS"):
+    if not is_embedded(address):
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         # Embedded: one logical CPU more than cores, so Ray Data's own operators never wait
@@ -99,7 +103,7 @@ def _connect(address: str | None) -> None:
         init_embedded_ray((os.cpu_count() or 1) + 1)
 
 
-def _plan_actors(opts: RunOptions, todo: Sequence[int]) -> tuple[str, int, float | None]:
+def _plan_actors(opts: RunOptions, todo: Sequence[int], config: dict) -> tuple[str, int, float | None]:
     """(device, max actors, GPUs per actor) from the options and the cluster now."""
     import ray
 
@@ -108,18 +112,18 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int]) -> tuple[str, int, float
     device = opts.device
     if device == "auto":
         device = "cuda" if gpus > 0 else "cpu"
-        opts.log.warning("device auto: cluster has %g GPU(s) → %s actors%s", gpus, device.upper(),
+        opts.log.info("device auto: cluster has %g GPU(s) → %s actors%s", gpus, device.upper(),
                          "" if gpus else " (pass --device cuda on a cluster whose GPU workers autoscale from 0)")
     if device == "cuda":
         per_actor = opts.num_gpus_per_actor
         if per_actor is None:
-            per_actor, reason = _measured_gpus_per_actor(opts, todo, gpus, cpus)
-            opts.log.warning("GPUs per actor: %s", reason)
+            per_actor, reason = _measured_gpus_per_actor(opts, todo, gpus, cpus, config)
+            opts.log.info("GPUs per actor: %s", reason)
         fit = int(gpus / per_actor) if gpus else 0
         return device, opts.max_actors or fit or 8, per_actor
     if device != "cpu":
         raise ValueError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
-    fit = max(1, int((os.cpu_count() if not opts.address else cpus) // opts.cpus_per_actor))
+    fit = max(1, int(((os.cpu_count() or 1) if is_embedded(opts.address) else cpus) // opts.cpus_per_actor))
     return device, opts.max_actors or fit, None
 
 
@@ -136,7 +140,8 @@ def calibration_cell(space_name: str, todo: Sequence[int]) -> int:
     return heaviest() if callable(heaviest) else todo[0]
 
 
-def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float, cpus: float) -> tuple[float, str]:
+def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float, cpus: float,
+                             config: dict) -> tuple[float, str]:
     import ray
 
     from raynas.distributed.packing import Footprint, measure_footprint, plan_packing
@@ -144,7 +149,7 @@ def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float,
     cell = calibration_cell(opts.space, todo)
     task = ray.remote(num_gpus=1, num_cpus=0, max_retries=0)(measure_footprint)
     try:
-        footprint = Footprint(**ray.get(task.remote(opts.space, _as_list(opts.proxies), opts.dataset, opts.seed, cell)))
+        footprint = Footprint(**ray.get(task.remote(config, cell)))
     except Exception as exc:  # noqa: BLE001 — any failure of the probe task has one remedy
         raise RuntimeError(f"measuring one actor's GPU memory on cell {cell} failed ({type(exc).__name__}: "
                            f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); "
@@ -170,14 +175,15 @@ def run_scoring(opts: RunOptions) -> RunSummary:
     start = time.monotonic()
     out = Path(opts.out).resolve()
     check_gpus_per_actor(opts.num_gpus_per_actor)
-    config = scoring_config(opts.space, opts.proxies, opts.dataset, opts.seed)
-    selection = select_cells(opts.space, opts.cells, opts.limit)
+    spec = ScoringSpec.resolve(opts.space, opts.proxies, opts.dataset, opts.seed)
+    config = spec.config()
+    selection = select_cells(spec.space_ref, opts.cells, opts.limit)
     _check_output(out)
     lock = acquire_lock(out)
     try:
-        check_or_write_run_config(out, config, _versions())
+        check_or_write_run_config(out, config, _versions(), columns=spec.column_roles())
         if removed := clean_temporaries(out):
-            opts.log.warning("removed %d unfinished temporary file(s) of an interrupted run", removed)
+            opts.log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
         if opts.retry_errors and (healed := drop_superseded_error_rows(out)):
             opts.log.warning("dropped %d error row(s) an interrupted retry had already replaced", healed)
         scan = scan_results(out)
@@ -187,7 +193,7 @@ def run_scoring(opts: RunOptions) -> RunSummary:
         todo = [c for c in selection if c not in done]
         already = len(selection) - len(todo)
         retry = f" ({len(errors)} of them error rows, retried)" if opts.retry_errors and errors else ""
-        opts.log.warning("%d cells selected, %d already in %s, %d to score%s", len(selection), already, out,
+        opts.log.info("%d cells selected, %d already in %s, %d to score%s", len(selection), already, out,
                          len(todo), retry)
         kept = 0 if opts.retry_errors else len(errors)
         if kept:
@@ -212,11 +218,11 @@ def _score(opts: RunOptions, out: Path, config: dict, todo: list[int], already: 
 
     _connect(opts.address)
     quiet_ray_data()
-    device, actors, gpus_per_actor = _plan_actors(opts, todo)
+    device, actors, gpus_per_actor = _plan_actors(opts, todo, config)
     size = opts.shard_size or DEFAULT_SHARD[device]
     shards = [todo[i : i + size] for i in range(0, len(todo), size)]
     actors = max(1, min(actors, len(shards)))
-    opts.log.warning("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
+    opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
@@ -299,9 +305,8 @@ def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, 
     return dataset.map_batches(
         ShardScorer,
         fn_constructor_kwargs={
-            "space": opts.space, "proxies": _as_list(opts.proxies),
-            "dataset": opts.dataset, "seed": opts.seed, "device": device, "out": str(out),
-            "threads": int(opts.cpus_per_actor), "config": config, "progress": board,
+            "config": config, "device": device, "out": str(out),
+            "threads": int(opts.cpus_per_actor), "progress": board,
         },
         batch_size=1,
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
@@ -310,7 +315,3 @@ def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, 
         max_restarts=opts.max_restarts,
         max_task_retries=opts.max_task_retries,
     )
-
-
-def _as_list(proxies: str | Sequence[str]) -> list[str]:
-    return split_proxy_requests(proxies) if isinstance(proxies, str) else list(proxies)

@@ -35,14 +35,15 @@ class Footprint:
     cell: int
 
 
-def measure_footprint(space: str, proxies: list[str] | str, dataset: str, seed: int, cell: int) -> dict[str, Any]:
+def measure_footprint(config: dict[str, Any], cell: int) -> dict[str, Any]:
     """Score ``cell`` on this process's GPU and report its footprint (runs inside a Ray task
     holding one whole GPU, so that the GPU's used memory is this process's alone)."""
     import torch
 
     from raynas.scoring import CellScorer
+    from raynas.spec import ScoringSpec
 
-    scorer = CellScorer(space, proxies, dataset=dataset, seed=seed, device="cuda")
+    scorer = CellScorer.from_spec(ScoringSpec.from_config(config), device="cuda")
     torch.cuda.reset_peak_memory_stats()
     scorer.score(cell)
     torch.cuda.synchronize()

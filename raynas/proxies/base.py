@@ -4,6 +4,7 @@ components, plus a declaration of what it needs. No global state, no registratio
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,12 +51,15 @@ class ProxyDef:
     """A proxy's declaration.
 
     ``compute(model, batch, options, ctx) -> {component: float}`` must return every name in
-    ``components``. ``probe(options)`` says which batch it needs. ``higher_is_better`` is the
-    sign of the headline component's correlation with accuracy, set from measurement
-    (docs/results.md). ``structural`` proxies depend on the architecture alone (still defined
-    for degenerate cells). ``needs_real_data`` / ``per_sample_grads`` / ``bn_mode`` document
-    requirements for users and the scheduler. ``shares`` names the products of the shared
-    cross-entropy gradient pass (:mod:`raynas.proxies.gradient_pass`) the proxy reads.
+    ``components``. Components listed in ``diagnostics`` describe the computation (a layer
+    count, a number of classes) and are not scores; the rest are scores, and
+    ``higher_is_better`` says which way they rank (set from measurement, docs/results.md;
+    analysis and the report read it). ``headline`` is the score that stands for the proxy.
+    ``probe(options)`` says which batch it needs. ``structural`` proxies depend on the
+    architecture alone (still defined for degenerate cells). ``per_sample_grads`` /
+    ``bn_mode`` tell users what the proxy asks of a network (``raynas info`` shows them).
+    ``shares`` names the products of the shared cross-entropy gradient pass
+    (:mod:`raynas.proxies.gradient_pass`) the proxy reads.
     """
 
     name: str
@@ -70,28 +74,64 @@ class ProxyDef:
     bn_mode: str = "train"
     shares: frozenset[str] = frozenset()
     description: str = ""
+    diagnostics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.components or len(set(self.components)) != len(self.components):
+            raise ValueError(f"proxy {self.name!r}: components must be distinct names, got {self.components!r}")
+        if unknown := [c for c in (self.headline, *self.diagnostics) if c not in self.components]:
+            raise ValueError(f"proxy {self.name!r}: {unknown} are not among its components {self.components!r}")
+        if self.headline in self.diagnostics:
+            raise ValueError(f"proxy {self.name!r}: its headline {self.headline!r} is declared a diagnostic")
 
     @property
     def needs_real_data(self) -> bool:
         return self.probe(self.options_cls()).kind == "real"
 
+    @property
+    def scores(self) -> tuple[str, ...]:
+        return tuple(c for c in self.components if c not in self.diagnostics)
+
 
 @dataclass(frozen=True)
 class ConfiguredProxy:
-    """A proxy with its options and the label its columns carry."""
+    """A proxy with its options and the label its columns carry. ``source`` says where a
+    proxy from outside raynas comes from (``{"import", "package", "version"}``; None for
+    a built-in); it is recorded so that every worker loads the same one."""
 
     proxy: ProxyDef
     options: Any
     label: str
+    source: dict[str, Any] | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
-        if self.label == self.proxy.name:
-            return self.proxy.components
-        return tuple(f"{self.label}__{c}" for c in self.proxy.components)
+        return tuple(self.column(c) for c in self.proxy.components)
+
+    def column(self, component: str) -> str:
+        return component if self.label == self.proxy.name else f"{self.label}__{component}"
+
+    def column_roles(self) -> dict[str, dict[str, str]]:
+        """Each column's role (score or diagnostic) and, for scores, which way is better."""
+        better = "higher" if self.proxy.higher_is_better else "lower"
+        return {self.column(c): ({"role": "diagnostic"} if c in self.proxy.diagnostics else
+                                 {"role": "score", "better": better, "proxy": self.label})
+                for c in self.proxy.components}
+
+    @property
+    def seed_key(self) -> str:
+        """What the proxy's private seed is derived from: the proxy and its options, never
+        its label (``z2=zen`` and ``zen`` score the same). Default options give the bare
+        name, the key used before options took part."""
+        options = dataclasses.asdict(self.options)
+        changed = {k: v for k, v in options.items() if v != dataclasses.asdict(self.proxy.options_cls()).get(k)}
+        return self.proxy.name + (f":{json.dumps(changed, sort_keys=True)}" if changed else "")
 
     def config_dict(self) -> dict[str, Any]:
-        return {"proxy": self.proxy.name, "label": self.label, **dataclasses.asdict(self.options)}
+        config = {"proxy": self.proxy.name, "label": self.label, **dataclasses.asdict(self.options)}
+        if self.source is not None:
+            config["source"] = dict(self.source)
+        return config
 
     def probe_spec(self) -> ProbeSpec:
         return self.proxy.probe(self.options)

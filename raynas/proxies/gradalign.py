@@ -245,4 +245,5 @@ PROXY = ProxyDef(
     per_sample_grads=True,
     bn_mode="per_sample",
     description="per-sample gradient sign alignment within classes (real labelled batch)",
+    diagnostics=("gradalign_classes",),
 )

@@ -170,4 +170,5 @@ PROXY = ProxyDef(
     probe=lambda o: ProbeSpec("gaussian", o.batch_size, o.resolution),
     higher_is_better=True,
     description="geometric capacity x optimisation resilience / log(L+1) (Gaussian batch)",
+    diagnostics=("L",),
 )

@@ -1,8 +1,11 @@
-"""The proxy registry: an explicit table built from each proxy module's ``PROXY``.
+"""The proxy registry: an explicit table built from each proxy module's ``PROXY``, open to
+proxies that live elsewhere.
 
 Proxies are requested by name, optionally with options and a label:
 ``"intrain"``, ``"intrain:resolution=64"``, ``"in64=intrain:resolution=64"`` (columns of a
-labelled proxy are prefixed ``in64__``).
+labelled proxy are prefixed ``in64__``). A name is a built-in, else an entry point of an
+installed package (group ``raynas.proxies``), else an import path to a :class:`ProxyDef`
+(``"mine=my_pkg.zc.PROXY:batch_size=32"``; a module path means its ``PROXY``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from raynas.proxies import (
     zen,
     zico,
 )
+from raynas.plugins import PROXY_GROUP, entry_points, from_entry_point, load_object, looks_like_import_path, provenance
 from raynas.proxies.base import ConfiguredProxy, ProxyDef
 
 BASELINE_PROXIES = (  # the peers' baselines, in the order their columns appear
@@ -37,9 +41,44 @@ BASELINES = tuple(p.name for p in BASELINE_PROXIES)
 
 
 def get_proxy(name: str) -> ProxyDef:
-    if name not in PROXIES:
-        raise ValueError(f"unknown proxy {name!r}; available: {', '.join(sorted(PROXIES))}")
-    return PROXIES[name]
+    """A proxy by name, entry point or import path (see the module doc)."""
+    return find_proxy(name)[0]
+
+
+def find_proxy(name: str) -> tuple[ProxyDef, dict | None]:
+    """(the proxy, where it comes from: None for a built-in, else import path, package and
+    version for the run to record)."""
+    if name in PROXIES:
+        return PROXIES[name], None
+    found = from_entry_point(PROXY_GROUP, name, "proxy")
+    if found is not None:
+        return _as_proxy(found[0], name), found[1].as_dict()
+    if looks_like_import_path(name):
+        return _as_proxy(load_object(name, "proxy"), name), provenance(name).as_dict()
+    plugins = sorted(entry_points(PROXY_GROUP))
+    raise ValueError(f"unknown proxy {name!r}; built-in: {', '.join(sorted(PROXIES))}"
+                     + (f"; installed plugins: {', '.join(plugins)}" if plugins else "")
+                     + "; or give an import path such as my_pkg.module.PROXY")
+
+
+def _as_proxy(obj: object, name: str) -> ProxyDef:
+    if not isinstance(obj, ProxyDef):
+        obj = getattr(obj, "PROXY", obj)  # a module that declares one
+    if not isinstance(obj, ProxyDef):
+        raise ValueError(f"proxy {name!r} is a {type(obj).__name__}, not a raynas.proxies.base.ProxyDef")
+    return obj
+
+
+def proxy_from_config(config: dict) -> ConfiguredProxy:
+    """The configured proxy a run recorded (:meth:`ConfiguredProxy.config_dict`): what the
+    workers build, so that they compute exactly what the run says."""
+    config = dict(config)
+    name, label, source = config.pop("proxy"), config.pop("label"), config.pop("source", None)
+    proxy, found_source = find_proxy(source["import"] if source else name)
+    if source and found_source and found_source.get("version") != source.get("version"):
+        raise ValueError(f"proxy {label!r}: the run used {source.get('package')} {source.get('version')}, "
+                         f"this worker has {found_source.get('version')}")
+    return ConfiguredProxy(proxy, proxy.options_cls(**config), label, source)
 
 
 def _coerce(raw: str, annotation: object, where: str) -> object:
@@ -67,7 +106,7 @@ def parse_proxy(request: str | ConfiguredProxy) -> ConfiguredProxy:
         return request
     head, _, opts = request.partition(":")
     label, _, name = head.rpartition("=")
-    proxy = get_proxy(name.strip())
+    proxy, source = find_proxy(name.strip())
     fields = {f.name: f for f in dataclasses.fields(proxy.options_cls)}
     hints = typing.get_type_hints(proxy.options_cls)
     values: dict[str, object] = {}
@@ -78,10 +117,10 @@ def parse_proxy(request: str | ConfiguredProxy) -> ConfiguredProxy:
                 f"proxy request {request!r}: bad option {item!r}; {proxy.name} options: {', '.join(fields) or 'none'}"
             )
         values[key.strip()] = _coerce(raw, hints[key.strip()], f"proxy request {request!r}")
-    return ConfiguredProxy(proxy, proxy.options_cls(**values), label.strip() or proxy.name)
+    return ConfiguredProxy(proxy, proxy.options_cls(**values), label.strip() or proxy.name, source)
 
 
-GROUPS = {"all": tuple(PROXIES), "baselines": BASELINES}
+GROUPS = {"all": tuple(PROXIES), "baselines": BASELINES}  # built-ins only: plugins are asked for by name
 
 
 def parse_proxies(requests: str | Iterable[str | ConfiguredProxy]) -> list[ConfiguredProxy]:

@@ -3,14 +3,33 @@ special-case a space."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from torch import nn
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """A space's benchmark accuracies: ``table`` has an ``index`` column (the space's cell
+    index) and one accuracy column per dataset, named in ``accuracy_of``."""
+
+    table: "pa.Table"
+    accuracy_of: dict[str, str]
+
+    def column(self, dataset: str) -> str:
+        if dataset not in self.accuracy_of:
+            raise ValueError(f"no accuracies for dataset {dataset!r}; known: {', '.join(self.accuracy_of)}")
+        return self.accuracy_of[dataset]
 
 
 @runtime_checkable
 class SearchSpace(Protocol):
-    """A finite, indexed search space of buildable cells."""
+    """A finite, indexed search space of buildable cells. A space with benchmark accuracies
+    also has ``ground_truth() -> GroundTruth`` (optional: ``raynas report --ground-truth``
+    serves the others)."""
 
     name: str
 
@@ -28,7 +47,7 @@ class SearchSpace(Protocol):
         """True when the cell's output cannot depend on its input (no input→output path)."""
         ...
 
-    def build(self, index: int, num_classes: int) -> nn.Module:
+    def build(self, index: int, num_classes: int) -> "nn.Module":
         """A freshly initialised network (default PyTorch init) that returns logits."""
         ...
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from raynas.atomic import atomic_target
 from raynas.datafiles import cache_dir
-from raynas.spaces.base import check_index
+from raynas.spaces.base import GroundTruth, check_index
 
 from raynas.spaces.nb101_graph import INPUT, OPS, OUTPUT, enumerate_cells, prune, spec_hash, validate_spec
 
@@ -97,6 +97,12 @@ class NB101Space:
     def is_degenerate(self, index: int) -> bool:
         return False  # every enumerated cell has an input→output path
 
+    def ground_truth(self) -> GroundTruth:
+        """CIFAR-10 test accuracy after 108 epochs (one training run), for the cells the
+        resolved ``nb101-accuracy`` table holds: the shipped 5,000-cell sample, or every
+        cell once ``raynas data import nb101`` has read the official file."""
+        return GroundTruth(load_ground_truth_table(), {"cifar10": "test_accuracy_single_run"})
+
     def build(self, index: int, num_classes: int) -> nn.Module:
         from raynas.spaces.nb101_network import NB101Network
 
@@ -107,3 +113,14 @@ class NB101Space:
 
     def _check_index(self, index: int) -> int:
         return check_index("NB101", index, NUM_CELLS)
+
+
+def load_ground_truth_table(path: str | Path | None = None) -> pa.Table:
+    """The resolved ``nb101-accuracy`` table (or ``path``: a table with ``hash`` and accuracy
+    columns) with an ``index`` column added."""
+    from raynas.datafiles import resolve_need
+
+    table = pq.read_table(Path(path) if path else resolve_need("nb101-accuracy").path)
+    space = NB101Space()
+    index = [space.index_of(h) for h in table.column("hash").to_pylist()]
+    return table.add_column(0, "index", pa.array(index, pa.int64()))

@@ -10,14 +10,31 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from torch import nn
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from raynas.spaces.base import check_index
+from raynas.spaces.base import GroundTruth, check_index
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from torch import nn
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (target node, source node) for the six edges, in arch-string order.
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NUM_CELLS = 15_625
+# Accuracy column of each dataset in the NB201 accuracy table (test accuracy, 200 epochs).
+ACCURACY_OF = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_120_test"}
+
+
+def load_ground_truth_table(path: str | Path | None = None) -> "pa.Table":
+    """NB201 accuracies per cell index: ``path``, else the resolved ``nb201-accuracy`` table
+    (:mod:`raynas.datafiles`: the user's folder, an imported NATS-Bench file, or the shipped copy)."""
+    import pyarrow.parquet as pq
+
+    from raynas.datafiles import resolve_need
+
+    return pq.read_table(Path(path) if path else resolve_need("nb201-accuracy").path)
 
 
 def parse_arch(arch: str) -> tuple[str, ...]:
@@ -106,7 +123,10 @@ class NB201Space:
     def is_degenerate(self, index: int) -> bool:
         return not has_input_output_path(self.ops(index))
 
-    def build(self, index: int, num_classes: int) -> nn.Module:
+    def ground_truth(self) -> GroundTruth:
+        return GroundTruth(load_ground_truth_table(), dict(ACCURACY_OF))
+
+    def build(self, index: int, num_classes: int) -> "nn.Module":
         from raynas.spaces.nb201_network import TinyNetwork
 
         return TinyNetwork(self.ops(index), num_classes=num_classes)

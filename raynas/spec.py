@@ -1,0 +1,71 @@
+"""One scoring spec, resolved once: the space, dataset, seed and each proxy with its options,
+label and origin. The driver resolves a request into a spec and records its config in
+``_raynas_run.json``; the actors rebuild the spec from that recorded config (never from the
+request strings), so what the run file says is exactly what was computed. The Python API,
+the CLI and the jobs pass the same object around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from raynas.datasets import DatasetInfo, dataset_info
+from raynas.proxies.base import ConfiguredProxy
+from raynas.proxies.registry import parse_proxies, proxy_from_config
+from raynas.spaces import SearchSpace, find_space, space_from_config
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    space: SearchSpace
+    proxies: tuple[ConfiguredProxy, ...]
+    dataset: DatasetInfo
+    seed: int
+    space_source: dict[str, Any] | None = None  # import path, package, version of a plugin space
+
+    @classmethod
+    def resolve(cls, space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
+                dataset: str = "cifar10", seed: int = 0) -> ScoringSpec:
+        """From a request (names, import paths, 'label=name:opt=v' strings); every error
+        names the part of the request it is about."""
+        space_obj, source = find_space(space)
+        return cls(space_obj, tuple(parse_proxies(proxies)), dataset_info(dataset), int(seed), source)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ScoringSpec:
+        """The spec a run recorded (:meth:`config`)."""
+        return cls(space_from_config(config), tuple(proxy_from_config(p) for p in config["proxies"]),
+                   dataset_info(config["dataset"]), int(config["seed"]), config.get("space_source"))
+
+    def config(self) -> dict[str, Any]:
+        """What determines every score of a run: recorded with it, compared on resume.
+
+        Runs with real-data proxies also record which probe file they draw from
+        (``probe_data``: origin and checksum), so that scores from the shipped probe set and
+        from the full dataset never mix in one directory. Plugins record where they come
+        from (import path, package, version).
+        """
+        config: dict[str, Any] = {
+            "space": self.space.name,
+            "dataset": self.dataset.name,
+            "seed": self.seed,
+            "proxies": [cp.config_dict() for cp in self.proxies],
+        }
+        if self.space_source is not None:
+            config["space_source"] = dict(self.space_source)
+        if any(cp.probe_spec().kind == "real" for cp in self.proxies):
+            from raynas.probes import probe_identity
+
+            config["probe_data"] = probe_identity(self.dataset.name)
+        return config
+
+    def column_roles(self) -> dict[str, dict[str, str]]:
+        """Every proxy column's role (score or diagnostic) and direction, for the run file."""
+        return {column: role for cp in self.proxies for column, role in cp.column_roles().items()}
+
+    @property
+    def space_ref(self) -> str:
+        """What names the space again in another process: its import path or its name."""
+        return self.space_source["import"] if self.space_source else self.space.name
