@@ -6,7 +6,7 @@ dependency; ``raynas.distributed`` is the thin Ray layer on top of it.
 
 __version__ = "0.1.0"
 
-__all__ = ["CellScorer", "score", "__version__"]
+__all__ = ["CellScorer", "ScoringSpec", "score", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,4 +15,8 @@ def __getattr__(name: str):
         from raynas import scoring
 
         return getattr(scoring, name)
+    if name == "ScoringSpec":
+        from raynas.spec import ScoringSpec
+
+        return ScoringSpec
     raise AttributeError(f"module 'raynas' has no attribute {name!r}")

@@ -63,21 +63,36 @@ def sample_with_accuracy(space: str, dataset: str, n: int, seed: int) -> list[in
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from raynas.plugins import PROXY_GROUP, SPACE_GROUP, entry_points
     from raynas.proxies.registry import PROXIES
     from raynas.spaces import get_space
 
     space = get_space(args.space)
-    print(f"space {space.name}: {len(space):,} cells")
+    print(f"space {space.name}: {len(space):,} cells; ground truth: "
+          f"{'yes' if hasattr(space, 'ground_truth') else 'no (raynas report --ground-truth FILE)'}")
     print(f"example cell 0: {space.example()}")
-    print("proxies: " + ", ".join(f"{p.name} ({'real' if p.needs_real_data else 'no real'} data)" for p in PROXIES.values()))
     print("datasets: " + ", ".join(DATASETS))
+    print("\nproxies ('all' means these built-ins; plugins are asked for by name or import path):")
+    for proxy in PROXIES.values():
+        print("  " + _describe_proxy(proxy))
+    for group, what in ((PROXY_GROUP, "proxy"), (SPACE_GROUP, "space")):
+        for name, point in sorted(entry_points(group).items()):
+            provider = f"{point.dist.name} {point.dist.version}" if point.dist else "?"
+            print(f"plugin {what} {name} = {point.value} ({provider})")
     return 0
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    import os
+def _describe_proxy(proxy) -> str:
+    probe = proxy.probe(proxy.options_cls())
+    data = {"real": "real images", "gaussian": "Gaussian batch", "ones": "all-ones input", "none": "no data"}[probe.kind]
+    diagnostics = f"; diagnostics {', '.join(proxy.diagnostics)}" if proxy.diagnostics else ""
+    return (f"{proxy.name}: headline {proxy.headline}; scores {', '.join(proxy.scores)} ({'higher' if proxy.higher_is_better else 'lower'} "
+            f"is better){diagnostics}; {data}; BN {proxy.bn_mode}"
+            f"{'; per-sample gradients' if proxy.per_sample_grads else ''}")
 
-    from raynas.distributed.driver import RunOptions, run_scoring
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from raynas.distributed.driver import RunOptions, is_embedded, run_scoring
 
     if args.cells and args.sample is not None:
         raise ValueError("--cells and --sample choose cells two ways; give one")
@@ -85,8 +100,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.sample is not None:
         cells = sample_with_accuracy(args.space, args.dataset, args.sample, args.sample_seed)
     limit = args.limit
-    embedded = not (args.address or os.environ.get("RAY_ADDRESS"))
-    if embedded and cells is None and limit is None and not args.all:
+    if is_embedded(args.address) and cells is None and limit is None and not args.all:
         limit = EMBEDDED_SAMPLE
         logging.getLogger("raynas").warning(
             "embedded Ray (no --address): scoring the first %d cells; pass --all for the whole space", limit)
@@ -102,7 +116,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"scored {summary.scored} cells ({summary.already_done} already done, {summary.error_rows} error rows{kept}) "
           f"in {summary.seconds:.1f} s = {rate:.2f} cells/s on {summary.actors} {summary.device} actor(s) → {summary.out}")
     if args.report:
-        return cmd_report(argparse.Namespace(results=args.out, nan_policy="worst", ground_truth=None, k=10))
+        return cmd_report(argparse.Namespace(results=args.out, nan_policy="worst", ground_truth=None, k=10,
+                                             accuracy_column=None))
     return 0
 
 
@@ -110,7 +125,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from raynas.analysis import correlation_report, format_table
     from raynas.results import scan_results
 
-    rows = correlation_report(Path(args.results), nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k)
+    rows = correlation_report(Path(args.results), nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
+                              accuracy_column=args.accuracy_column)
     print(_scan_summary(scan_results(args.results)))
     print(format_table(rows))
     return 0
@@ -174,14 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    info = sub.add_parser("info", help="size of a space and an example cell")
-    info.add_argument("space")
+    info = sub.add_parser("info", help="a space's size and example, every proxy and installed plugin")
+    info.add_argument("space", help="nb201, nb101, a plugin's name or an import path")
     info.set_defaults(func=cmd_info)
 
     score = sub.add_parser("score", help="score cells of a space into a resumable Parquet directory")
-    score.add_argument("space", help="nb201 or nb101")
+    score.add_argument("space", help="nb201, nb101, a plugin's name or an import path (my_pkg.spaces.SPACE)")
     score.add_argument("--proxies", default="intrain,gradalign,params",
-                       help="names, or 'label=name:opt=v,opt=v' separated by ';' (default: %(default)s)")
+                       help="names or import paths (my_pkg.zc.PROXY), or 'label=name:opt=v,opt=v', separated by "
+                            "';'; 'all' is every built-in (default: %(default)s)")
     score.add_argument("--out", required=True, help="results directory (rerun the same command to resume)")
     score.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     score.add_argument("--seed", type=int, default=0)
@@ -208,7 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rank correlation of a results directory against ground truth")
     report.add_argument("results")
     report.add_argument("--nan-policy", default="worst", choices=["worst", "omit"])
-    report.add_argument("--ground-truth", help="accuracy table (Parquet) instead of shared/data's")
+    report.add_argument("--ground-truth", help="accuracy table (Parquet with 'index' or 'arch', and an accuracy "
+                                               "column) instead of the space's own")
+    report.add_argument("--accuracy-column", help="its accuracy column (default: one named after the dataset, "
+                                                  "else 'accuracy')")
     report.add_argument("-k", type=int, default=10, help="k of the top-k columns")
     report.set_defaults(func=cmd_report)
 
@@ -239,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("raynas").setLevel(logging.INFO)  # raynas' own notices; others' only from WARNING
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -158,3 +158,48 @@ def test_scorer_threads_explicit_or_chosen_from_idle_cores(monkeypatch, caplog):
         assert CellScorer("nb201", "params").threads == 8  # an idle machine: torch's default
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_proxy_seed_depends_on_proxy_and_options_not_on_its_label():
+    """``z2=zen`` and ``zen`` draw the same re-initialisation: one cell, one score."""
+    row = CellScorer("nb201", "zen:batch_size=4;z2=zen:batch_size=4;z3=zen:batch_size=6", threads=1).score(9000)
+    assert row["zen"] == row["z2__zen"] and math.isfinite(row["zen"])
+    assert row["z3__zen"] != row["zen"]  # other options: another proxy config, its own seed
+    assert parse_proxy("zen").seed_key == "zen"  # default options keep the key scores were made with
+    assert parse_proxy("z2=zen:batch_size=4").seed_key == 'zen:{"batch_size": 4}'
+
+
+def test_an_error_outranks_a_degenerate_status_whatever_the_order(monkeypatch):
+    import dataclasses
+
+    from raynas.proxies.base import DegenerateNetwork
+
+    def fails(*args):
+        raise RuntimeError("out of memory")
+
+    def degenerate(*args):
+        raise DegenerateNetwork("constant output")
+
+    failing = dataclasses.replace(parse_proxy("params"), label="p1")
+    failing = dataclasses.replace(failing, proxy=dataclasses.replace(failing.proxy, compute=fails))
+    flat = dataclasses.replace(parse_proxy("naswot:batch_size=8"), label="n1")
+    flat = dataclasses.replace(flat, proxy=dataclasses.replace(flat.proxy, compute=degenerate))
+    for order in ([failing, flat], [flat, failing]):
+        row = CellScorer("nb201", order, threads=1).score(9000)
+        assert row["status"] == "error", order
+        assert "p1: RuntimeError: out of memory" in row["error"] and "n1: constant output" in row["error"]
+
+
+def test_the_numerical_core_imports_without_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys; import raynas.scoring, raynas.spec, raynas.analysis, raynas.results, raynas.cli; "
+            "from raynas.proxies.registry import PROXIES; "
+            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'; "
+            "import raynas.cli as c; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    cli_only = subprocess.run([sys.executable, "-c", "import sys, raynas.cli; print('torch' in sys.modules)"],
+                              capture_output=True, text=True, timeout=120)
+    assert cli_only.stdout.strip() == "False"  # `raynas --help` does not pay for torch

@@ -16,7 +16,7 @@ from pathlib import Path
 from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.results import (acquire_lock, check_or_write_run_config, clean_temporaries,
                             drop_replaced_rows, drop_superseded_error_rows, scan_results)
-from raynas.spaces import get_space
+from raynas.spaces import SearchSpace, get_space
 from raynas.spec import ScoringSpec
 
 logger = logging.getLogger("raynas.driver")
@@ -45,6 +45,10 @@ class RunOptions:
     retry_errors: bool = False  # rescore the cells whose row is an error row, replacing it
     log: logging.Logger = field(default=logger, repr=False)
 
+    def spec(self) -> ScoringSpec:
+        """The request resolved once; the run records it and the actors build from it."""
+        return ScoringSpec.resolve(self.space, self.proxies, self.dataset, self.seed)
+
 
 @dataclass
 class RunSummary:
@@ -59,7 +63,7 @@ class RunSummary:
     error_rows_kept: int = 0  # error rows of earlier runs in the selection, not retried
 
 
-def select_cells(space_name: str, cells: Sequence[int] | None, limit: int | None) -> list[int]:
+def select_cells(space_name: str | SearchSpace, cells: Sequence[int | str] | None, limit: int | None) -> list[int]:
     space = get_space(space_name)
     chosen = list(range(len(space))) if cells is None else [space.index_of(c) for c in cells]
     if limit is not None:
@@ -175,9 +179,9 @@ def run_scoring(opts: RunOptions) -> RunSummary:
     start = time.monotonic()
     out = Path(opts.out).resolve()
     check_gpus_per_actor(opts.num_gpus_per_actor)
-    spec = ScoringSpec.resolve(opts.space, opts.proxies, opts.dataset, opts.seed)
+    spec = opts.spec()
     config = spec.config()
-    selection = select_cells(spec.space_ref, opts.cells, opts.limit)
+    selection = select_cells(spec.space, opts.cells, opts.limit)
     _check_output(out)
     lock = acquire_lock(out)
     try:

@@ -20,19 +20,10 @@ from torch import nn
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProxyContext, forward_hooks, forward_logits
+from raynas.proxies.layers import weight_layers, with_zeros_for_unused
 
 WEIGHT_GRADS, FISHER, INPUT_JACOBIAN = "weight_grads", "fisher", "input_jacobian"
 PRODUCTS = frozenset({WEIGHT_GRADS, FISHER, INPUT_JACOBIAN})
-
-
-def weight_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers zero-cost proxies sum over: every Conv2d and Linear, in module order."""
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def with_zeros_for_unused(grads: tuple[torch.Tensor | None, ...], weights: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Detached gradients, zeros for weights the loss does not reach (``allow_unused``)."""
-    return [torch.zeros_like(w) if g is None else g.detach() for w, g in zip(weights, grads)]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from torch import nn
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
-from raynas.proxies.gradient_pass import WEIGHT_GRADS, gradient_pass, weight_layers
+from raynas.proxies.gradient_pass import WEIGHT_GRADS, gradient_pass
+from raynas.proxies.layers import weight_layers
 
 
 @dataclass(frozen=True)

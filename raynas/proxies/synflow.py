@@ -16,7 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
-from raynas.proxies.gradient_pass import weight_layers
+from raynas.proxies.layers import weight_layers
 
 
 @dataclass(frozen=True)

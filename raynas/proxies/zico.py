@@ -13,7 +13,7 @@ from torch import nn
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
-from raynas.proxies.gradient_pass import weight_layers, with_zeros_for_unused
+from raynas.proxies.layers import weight_layers, with_zeros_for_unused
 from raynas.proxies.segments import concat_segments, segment_sum
 
 
