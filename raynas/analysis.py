@@ -173,7 +173,7 @@ def roles_of(results_dir: str | Path) -> dict[str, dict[str, str]]:
     """:func:`column_roles` of a results directory."""
     from raynas.results import read_run_config
 
-    return column_roles(read_run_config(Path(results_dir)))
+    return column_roles(read_run_config(results_dir))
 
 
 def score_columns(table: pa.Table, roles: dict[str, dict[str, str]]) -> list[str]:
@@ -225,7 +225,7 @@ def load_ground_truth(space: str, path: str | Path | None = None, dataset: str |
     return GroundTruth(table, {dataset or "": accuracy_column})
 
 
-def correlation_report(results_dir: Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
+def correlation_report(results_dir: str | Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
                        k: int = 10, accuracy_column: str | None = None) -> list[dict[str, object]]:
     """The correlation table of a results directory against its space's ground truth."""
     from raynas.results import load_results, read_run_config

@@ -105,7 +105,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         logging.getLogger("raynas").warning(
             "embedded Ray (no --address): scoring the first %d cells; pass --all for the whole space", limit)
     summary = run_scoring(RunOptions(
-        space=args.space, proxies=args.proxies, out=Path(args.out), dataset=args.dataset, seed=args.seed,
+        space=args.space, proxies=args.proxies, out=args.out, dataset=args.dataset, seed=args.seed,
         cells=cells, limit=limit, device=args.device, num_gpus_per_actor=args.num_gpus_per_actor,
         cpus_per_actor=args.cpus_per_actor, max_actors=args.max_actors, shard_size=args.shard_size,
         address=args.address, progress_interval_s=args.progress_interval, retry_errors=args.retry_errors,
@@ -125,7 +125,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from raynas.analysis import correlation_report, format_table
     from raynas.results import scan_results
 
-    rows = correlation_report(Path(args.results), nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
+    rows = correlation_report(args.results, nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
                               accuracy_column=args.accuracy_column)
     print(_scan_summary(scan_results(args.results)))
     print(format_table(rows))
@@ -143,9 +143,11 @@ def _scan_summary(scan) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     from raynas.results import quarantine, scan_results
 
-    out = Path(args.results)
-    if not out.is_dir():
-        raise ValueError(f"{out} is not a directory")
+    from raynas.storage import open_store
+
+    out = open_store(args.results)
+    if not out.entries():
+        raise ValueError(f"{out} is empty or not a directory")
     scan = scan_results(out)
     print(_scan_summary(scan))
     for path, why in scan.rejected:
@@ -279,7 +281,7 @@ def _committed_note(args: argparse.Namespace) -> str:
     from raynas.results import scored_cells
 
     try:
-        done = len(scored_cells(Path(args.out)))
+        done = len(scored_cells(args.out))
     except OSError:
         return ""
     return f": {done} cells committed in {args.out}; rerun the same command to resume"

@@ -8,8 +8,12 @@ Layout of ``OUT/``:
 * ``part-<first cell>-<digest>.parquet`` — one per scored shard; written to a hidden
   ``.tmp-*`` name and renamed, so a visible part is always complete. Readers
   (``pyarrow.dataset``, pandas, DuckDB) skip names starting with ``.`` or ``_``.
-* ``_raynas.lock`` — held by the driver while it runs.
+* ``_raynas.lock`` — held by the driver while it runs (a lease with a heartbeat on object
+  stores, see :mod:`raynas.results_lock`).
 * ``_quarantine/`` — files ``raynas check --quarantine`` moved out of the readers' way.
+
+``OUT`` is a local folder or an object-store prefix (``s3://bucket/run``); every function
+here takes either, through :mod:`raynas.storage`, which says how each guarantee is kept.
 
 Every reader (resume, ``raynas report``, :func:`load_results`, the notebook) uses only the
 parts :func:`scan_results` accepts — readable, named as parts, with the run's config and
@@ -23,21 +27,18 @@ import fnmatch
 import hashlib
 import json
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from raynas.atomic import TMP_PREFIX, atomic_target
+from raynas.lock import LOCK_FILE, OutputLocked, acquire_lock  # noqa: F401 — re-exported
+from raynas.storage import LocalStore, Store, dumps, open_store
 
 RUN_FILE = "_raynas_run.json"
-LOCK_FILE = "_raynas.lock"
 PART_GLOB = "part-*.parquet"
 QUARANTINE_DIR = "_quarantine"
 
@@ -48,10 +49,6 @@ INT_COLUMNS = {"index", "seed"}
 
 class RunConfigMismatch(RuntimeError):
     """The output directory holds results of a different scoring configuration."""
-
-
-class OutputLocked(RuntimeError):
-    """Another driver is writing into the output directory."""
 
 
 def row_schema(columns: Sequence[str], config: dict[str, Any] | None = None) -> pa.Schema:
@@ -75,12 +72,16 @@ def part_name(cells: Sequence[int]) -> str:
     return f"part-{min(cells):07d}-{digest}.parquet"
 
 
-def write_part_atomic(table: pa.Table, out: Path, name: str) -> Path:
-    """Write ``table`` to ``out/name`` via a hidden temporary file and an atomic rename."""
-    final = out / name
-    with atomic_target(final) as tmp:
-        pq.write_table(table, tmp)
-    return final
+def write_part_atomic(table: pa.Table, out: str | Path | Store, name: str) -> str:
+    """Write ``table`` as ``out/name``, visible only when whole (a temporary file and a
+    rename locally, one object on an object store)."""
+    open_store(out).write_table(name, table)
+    return name
+
+
+def _ref(store: Store, name: str) -> PurePath:
+    """A path-like handle of an entry, for messages and ``.name`` (local: a real Path)."""
+    return store.path / name if isinstance(store, LocalStore) else PurePosixPath(store.uri) / name
 
 
 @dataclass
@@ -88,12 +89,12 @@ class PartScan:
     """What a results directory holds: parts a reader may use, files it must not (with
     why), and cells that more than one accepted part holds."""
 
-    accepted: list[Path] = field(default_factory=list)
-    rejected: list[tuple[Path, str]] = field(default_factory=list)
-    duplicates: dict[int, list[Path]] = field(default_factory=dict)
+    accepted: list[PurePath] = field(default_factory=list)
+    rejected: list[tuple[PurePath, str]] = field(default_factory=list)
+    duplicates: dict[int, list[PurePath]] = field(default_factory=dict)
     cells: set[int] = field(default_factory=set)  # every cell of the accepted parts
     errors: set[int] = field(default_factory=set)  # cells whose row a reader uses is an error row
-    row_of: dict[int, Path] = field(default_factory=dict)  # cell → the part whose row is read
+    row_of: dict[int, PurePath] = field(default_factory=dict)  # cell → the part whose row is read
 
     def warn(self, log: logging.Logger) -> None:
         for path, why in self.rejected:
@@ -104,23 +105,25 @@ class PartScan:
                                                          for c, ps in self.duplicates.items())))
 
 
-def scan_results(out: str | Path) -> PartScan:
+def scan_results(out: str | Path | Store) -> PartScan:
     """Check every visible file of ``out`` (names starting with ``.`` or ``_`` are raynas'
     own): a part is accepted only if it is readable Parquet named ``part-*.parquet`` whose
     recorded config is the run's (``_raynas_run.json``; a directory without one, such as
     a benchmark's, accepts any readable part) and whose schema is that of the first one."""
-    out = Path(out)
-    run = out / RUN_FILE
-    config = json.loads(run.read_text())["config"] if run.is_file() else None
+    store = open_store(out)
+    config = json.loads(store.read_text(RUN_FILE))["config"] if store.exists(RUN_FILE) else None
     scan, schema = PartScan(), None
-    for path in sorted(p for p in out.iterdir() if not p.name.startswith((".", "_"))):
-        if path.is_dir() or not fnmatch.fnmatch(path.name, PART_GLOB):
+    for entry in store.entries():
+        if entry.name.startswith((".", "_")):
+            continue
+        path = _ref(store, entry.name)
+        if entry.is_dir or not fnmatch.fnmatch(entry.name, PART_GLOB):
             scan.rejected.append((path, "not a raynas part"))
             continue
         try:
-            part_schema = pq.read_schema(path)
+            part_schema = store.read_schema(entry.name)
             columns = ["index", "status"] if "status" in part_schema.names else ["index"]
-            table = pq.read_table(path, columns=columns)
+            table = store.read_table(entry.name, columns=columns)
             cells = table.column("index").to_pylist()
             statuses = table.column("status").to_pylist() if "status" in columns else [None] * len(cells)
         except (pa.ArrowInvalid, OSError, KeyError) as exc:
@@ -152,34 +155,36 @@ def scan_results(out: str | Path) -> PartScan:
     return scan
 
 
-def scored_cells(out: Path) -> set[int]:
+def scored_cells(out: str | Path | Store) -> set[int]:
     """Cell indices already present in accepted parts (others are rescored, not counted)."""
     return scan_results(out).cells
 
 
-def drop_replaced_rows(out: str | Path, cells: Iterable[int], keep: Iterable[Path | str]) -> int:
+def drop_replaced_rows(out: str | Path | Store, cells: Iterable[int], keep: Iterable[PurePath | str]) -> int:
     """After ``cells`` were rescored into the parts ``keep``: rewrite every other accepted
     part without its rows of those cells. Returns how many rows were dropped."""
-    cells, keep = set(cells), {Path(k).name for k in keep}
-    return _rewrite_without(Path(out), scan_results(out), lambda cell, part, status: cell in cells and part.name not in keep)
+    cells, keep = set(cells), {PurePosixPath(str(k)).name for k in keep}
+    store = open_store(out)
+    return _rewrite_without(store, scan_results(store), lambda cell, part, status: cell in cells and part.name not in keep)
 
 
-def drop_superseded_error_rows(out: str | Path) -> int:
+def drop_superseded_error_rows(out: str | Path | Store) -> int:
     """Error rows of cells that another part holds a real row for (left by a retry that
     was killed before :func:`drop_replaced_rows`). Returns how many rows were dropped."""
-    scan = scan_results(out)
+    store = open_store(out)
+    scan = scan_results(store)
     superseded = {cell for cell in scan.duplicates if cell not in scan.errors}
-    return _rewrite_without(Path(out), scan, lambda cell, part, status: (
+    return _rewrite_without(store, scan, lambda cell, part, status: (
         status == ERROR_STATUS and cell in superseded and scan.row_of[cell] != part))
 
 
-def _rewrite_without(out: Path, scan: PartScan, drop) -> int:
+def _rewrite_without(store: Store, scan: PartScan, drop) -> int:
     """Rewrite each accepted part without the rows ``drop(cell, part, status)`` names (a
     part left empty is removed). Each rewrite is atomic: a crash leaves at worst a duplicate, which
     readers resolve, never a lost row."""
     dropped = 0
     for path in scan.accepted:
-        table = pq.read_table(path)
+        table = store.read_table(path.name)
         statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * table.num_rows
         stays = [not drop(cell, path, status) for cell, status in zip(table.column("index").to_pylist(), statuses)]
         if all(stays):
@@ -187,107 +192,70 @@ def _rewrite_without(out: Path, scan: PartScan, drop) -> int:
         remaining = table.filter(pa.array(stays))
         dropped += table.num_rows - remaining.num_rows
         if remaining.num_rows:
-            with atomic_target(path) as tmp:
-                pq.write_table(remaining, tmp)
+            store.write_table(path.name, remaining)
         else:
-            path.unlink()
+            store.delete(path.name)
     return dropped
 
 
-def quarantine(out: str | Path, scan: PartScan) -> list[Path]:
+def quarantine(out: str | Path | Store, scan: PartScan) -> list[PurePath]:
     """Move the rejected files into ``out/_quarantine/`` (which readers skip), so that
     pandas and DuckDB read the directory again; nothing is deleted."""
-    target = Path(out) / QUARANTINE_DIR
+    store = open_store(out)
+    taken = {e.name for e in store.entries()} if not store.exists(QUARANTINE_DIR) else set()
     moved = []
     for path, _ in scan.rejected:
-        target.mkdir(exist_ok=True)
-        destination = target / path.name
-        if destination.exists():
-            destination = target / f"{path.name}.{uuid.uuid4().hex[:8]}"
-        os.replace(path, destination)
-        moved.append(destination)
+        target = f"{QUARANTINE_DIR}/{path.name}"
+        if store.exists(target) or target in taken:
+            target = f"{QUARANTINE_DIR}/{path.name}.{uuid.uuid4().hex[:8]}"
+        store.move(path.name, target)
+        moved.append(_ref(store, target))
     return moved
 
 
-def clean_temporaries(out: Path) -> int:
-    """Remove temporaries left by killed writers; returns how many."""
-    stale = list(out.glob(f"{TMP_PREFIX}*"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
+def clean_temporaries(out: str | Path | Store) -> int:
+    """Remove temporaries left by killed writers; returns how many (none on object stores,
+    where an unfinished upload never becomes an object)."""
+    return open_store(out).clean_temporaries()
 
 
-def check_or_write_run_config(out: Path, config: dict[str, Any], versions: dict[str, str],
+def check_or_write_run_config(out: str | Path | Store, config: dict[str, Any], versions: dict[str, str],
                               columns: dict[str, dict[str, str]] | None = None) -> None:
     """Record the run config (with each proxy column's role, which readers use to tell
-    scores from diagnostics), or refuse when the directory holds a different config."""
-    path = out / RUN_FILE
-    if path.exists():
-        existing = json.loads(path.read_text())
-        if existing.get("config") != config:
-            raise RunConfigMismatch(
-                f"{out} holds results of a different scoring configuration; refusing to mix them.\n"
-                f"  existing: {json.dumps(existing.get('config'), sort_keys=True)}\n"
-                f"  this run: {json.dumps(config, sort_keys=True)}\n"
-                "Use another --out directory, or delete the old results."
-            )
+    scores from diagnostics), or refuse when the directory holds a different config. The
+    record is created only if absent, so two drivers cannot both claim one directory with
+    different configs."""
+    store = open_store(out)
+    record = {"config": config, "versions": versions, **({"columns": columns} if columns else {})}
+    if store.create(RUN_FILE, dumps(record)):
         return
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_target(path) as tmp:
-        record = {"config": config, "versions": versions, **({"columns": columns} if columns else {})}
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    existing = json.loads(store.read_text(RUN_FILE))
+    if existing.get("config") != config:
+        raise RunConfigMismatch(
+            f"{store} holds results of a different scoring configuration; refusing to mix them.\n"
+            f"  existing: {json.dumps(existing.get('config'), sort_keys=True)}\n"
+            f"  this run: {json.dumps(config, sort_keys=True)}\n"
+            "Use another --out directory, or delete the old results."
+        )
 
 
-def read_run_config(out: Path) -> dict[str, Any]:
-    path = Path(out) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{out} is not a raynas results directory (no {RUN_FILE})")
-    return json.loads(path.read_text())
+def read_run_config(out: str | Path | Store) -> dict[str, Any]:
+    store = open_store(out)
+    if not store.exists(RUN_FILE):
+        raise FileNotFoundError(f"{store} is not a raynas results directory (no {RUN_FILE})")
+    return json.loads(store.read_text(RUN_FILE))
 
 
-def acquire_lock(out: Path) -> Path:
-    """Create the lock file; a stale lock of a dead process on this host is taken over."""
-    lock = out / LOCK_FILE
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                holder = {}
-            if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
-                lock.unlink(missing_ok=True)  # its driver was killed
-                continue
-            raise OutputLocked(f"{out} is being written by {holder or 'another driver'}; delete {lock} if it is not")
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return lock
-    raise OutputLocked(f"could not lock {out}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def load_results(out: str | Path, columns: Sequence[str] | None = None,
+def load_results(out: str | Path | Store, columns: Sequence[str] | None = None,
                  log: logging.Logger | None = None) -> pa.Table:
-    """Every accepted row of a results directory as one table, one row per cell (see
-    :func:`scan_results`; what is skipped is logged as a warning)."""
-    scan = scan_results(out)
+    """Every accepted row of a results directory (a folder or ``s3://…``) as one table, one
+    row per cell (see :func:`scan_results`; what is skipped is logged as a warning)."""
+    store = open_store(out)
+    scan = scan_results(store)
     scan.warn(log or logging.getLogger("raynas.results"))
     if not scan.accepted:
         return pa.table({})
-    read = [pq.read_table(p, columns=list(columns) if columns else None) for p in scan.accepted]
+    read = [store.read_table(p.name, columns=list(columns) if columns else None) for p in scan.accepted]
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in read])
     if "index" not in table.column_names:
         return table

@@ -45,8 +45,18 @@ def test_different_config_is_refused(tmp_path):
 
 
 def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
-    lock = acquire_lock(tmp_path)
-    with pytest.raises(OutputLocked):
+    import json
+    import socket
+    import time
+
+    lease = acquire_lock(tmp_path)
+    with pytest.raises(OutputLocked, match="is being written by"):
         acquire_lock(tmp_path)
-    lock.write_text('{"host": "%s", "pid": 999999999}' % os.uname().nodename)  # dead pid
-    assert acquire_lock(tmp_path).exists()
+    record = json.loads((tmp_path / "_raynas.lock").read_text())
+    record.update(pid=999999999, host=socket.gethostname(), heartbeat=time.time())  # a dead process here
+    (tmp_path / "_raynas.lock").write_text(json.dumps(record))
+    taken = acquire_lock(tmp_path)
+    assert taken.id == json.loads((tmp_path / "_raynas.lock").read_text())["id"]
+    assert not lease.renew() and lease.lost  # the old holder notices it lost the lease
+    taken.release()
+    assert not (tmp_path / "_raynas.lock").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,21 +23,28 @@ class WorkerSetupError(RuntimeError):
 class ShardScorer:
     """``__call__({"cells": [[...]]}) -> {"part": [...], "cells": [...], ...}`` (batch of 1)."""
 
-    def __init__(self, config: dict[str, Any], device: str, out: str, threads: int = 1, progress: Any = None):
+    def __init__(self, config: dict[str, Any], device: str, out: str, threads: int = 1, progress: Any = None,
+                 lease_id: str | None = None):
         """``config``: the run's recorded spec (``_raynas_run.json``), which this actor
-        builds its scorer from."""
+        builds its scorer from. ``lease_id``: the driver's lease on ``out``, which this
+        actor must see (else its node does not share the directory)."""
         self.progress = progress  # a ProgressBoard actor, told of every cell (None: nobody asks)
         # A failure here (missing data, another probe file than the driver's) is the run's,
         # not a crash: it is kept and raised by the first shard as an ordinary error, which
         # stops the run with its cause. Raised here, Ray would restart the actor four times.
         self.setup_error: str | None = None
         try:
-            self._setup(config, device, out, threads)
+            self._setup(config, device, out, threads, lease_id)
         except Exception as exc:  # noqa: BLE001 — reported by __call__
             self.setup_error = f"{type(exc).__name__}: {exc}"
 
-    def _setup(self, config: dict[str, Any], device: str, out: str, threads: int) -> None:
+    def _setup(self, config: dict[str, Any], device: str, out: str, threads: int, lease_id: str | None) -> None:
+        import socket
+
         import torch
+
+        from raynas.lock import lease_holder
+        from raynas.storage import open_store
 
         from raynas.results import row_schema
         from raynas.scoring import CellScorer
@@ -59,7 +65,12 @@ class ShardScorer:
                 "this worker would compute something else than the run records: "
                 + "; ".join(f"{k}: run {config.get(k)!r}, worker {own.get(k)!r}" for k in differs))
         self.schema = row_schema(self.scorer.columns, own)
-        self.out = Path(out)
+        self.out = open_store(out)
+        if lease_id is not None and lease_holder(self.out) != lease_id:
+            raise RuntimeError(
+                f"the results directory {out} is not shared with this node ({socket.gethostname()}): it does not "
+                "see the driver's lock there. On a cluster, write results to object storage (--out s3://bucket/run) "
+                "or to a filesystem every node mounts (NFS, EFS)")
         logger.info("scorer ready on %s", self.scorer.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

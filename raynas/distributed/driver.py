@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raynas.distributed.progress import Progress, ProgressBoard
-from raynas.results import (acquire_lock, check_or_write_run_config, clean_temporaries,
-                            drop_replaced_rows, drop_superseded_error_rows, scan_results)
+from raynas.lock import acquire_lock
+from raynas.results import (check_or_write_run_config, clean_temporaries, drop_replaced_rows,
+                            drop_superseded_error_rows, scan_results)
 from raynas.spaces import SearchSpace, get_space
 from raynas.spec import ScoringSpec
+from raynas.lock import Lease
+from raynas.storage import Store, open_store
 
 logger = logging.getLogger("raynas.driver")
 
@@ -28,7 +31,7 @@ DEFAULT_SHARD = {"cpu": 16, "cuda": 128}
 class RunOptions:
     space: str  # a name, or an import path / entry point of a plugin space
     proxies: str | Sequence[str]
-    out: Path
+    out: str | Path  # a local folder, or s3://bucket/prefix
     dataset: str = "cifar10"
     seed: int = 0
     cells: Sequence[int] | None = None  # explicit selection (indices); None = whole space
@@ -52,7 +55,7 @@ class RunOptions:
 
 @dataclass
 class RunSummary:
-    out: Path
+    out: str
     selected: int
     already_done: int
     scored: int
@@ -161,29 +164,18 @@ def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float,
     return plan_packing(footprint, cpus / gpus if gpus else None)
 
 
-def _check_output(out: Path) -> None:
-    """The output directory exists (or is created) and is writable, before anything runs."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"--out {out}: cannot create it ({exc.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: not writable")
-
-
 def run_scoring(opts: RunOptions) -> RunSummary:
     import time
 
     start = time.monotonic()
-    out = Path(opts.out).resolve()
+    out = open_store(opts.out)
     check_gpus_per_actor(opts.num_gpus_per_actor)
     spec = opts.spec()
     config = spec.config()
     selection = select_cells(spec.space, opts.cells, opts.limit)
-    _check_output(out)
-    lock = acquire_lock(out)
+    out.ensure()
+    lease = acquire_lock(out)
+    lease.start_heartbeat()
     try:
         check_or_write_run_config(out, config, _versions(), columns=spec.column_roles())
         if removed := clean_temporaries(out):
@@ -203,20 +195,22 @@ def run_scoring(opts: RunOptions) -> RunSummary:
         if kept:
             opts.log.warning("%d of the cells already there are error rows; --retry-errors rescores them", kept)
         if not todo:
-            return RunSummary(out, len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept)
+            return RunSummary(str(out), len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept)
 
-        written, progress, device, actors = _score(opts, out, config, todo, already)
+        written, progress, device, actors = _score(opts, out, config, todo, already, lease)
         if opts.retry_errors and errors:
             drop_replaced_rows(out, errors, keep=written)
-        return RunSummary(out, len(selection), already, progress.committed, progress.committed_errors, device,
+        return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors, device,
                           actors, time.monotonic() - start, kept)
     finally:
-        lock.unlink(missing_ok=True)
+        lease.release()
 
 
-def _score(opts: RunOptions, out: Path, config: dict, todo: list[int], already: int):
+def _score(opts: RunOptions, out: Store, config: dict, todo: list[int], already: int, lease: Lease):
     """Score ``todo`` on the actor pool; returns (parts written, progress, device, actors)."""
     import ray
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from raynas.distributed.quiet import HARMLESS_ACTOR_ARGS_WARNING, dropping_stderr_lines, quiet_ray_data
 
@@ -232,21 +226,24 @@ def _score(opts: RunOptions, out: Path, config: dict, todo: list[int], already: 
     ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
     ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
     dataset = ray.data.from_items([{"cells": s} for s in shards], override_num_blocks=len(shards))
-    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    # On the driver's node: a worker node that goes away must not take the board with it.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    board = ray.remote(num_cpus=0, scheduling_strategy=here)(ProgressBoard).remote()
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
         # **ray_remote_args, which warns about a deprecation planned for 2.64.
         warnings.simplefilter("ignore", DeprecationWarning)
-        summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config, board)
+        summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config, board, lease.id)
     progress = Progress(len(todo), already, opts.progress_interval_s)
     written: list[str] = []
     try:
         with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING):
             for summary in _rows_with_ticks(summaries, opts.progress_interval_s):
+                lease.check()  # another driver took the directory over: stop writing
                 if summary is None:  # no shard finished within the interval: the board's count
                     try:
                         progress.live(*ray.get(board.totals.remote(), timeout=10))
-                    except ray.exceptions.GetTimeoutError:
+                    except ray.exceptions.RayError:  # a slow or lost board: the next tick tries again
                         pass
                     continue
                 written.append(str(summary["part"]))
@@ -300,8 +297,8 @@ def root_cause(exc: BaseException) -> str | None:
     return lines[-1].split(marker, 1)[1].strip() if lines else None
 
 
-def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, gpus_per_actor: float | None,
-                config: dict, board):
+def _map_shards(dataset, opts: RunOptions, out: Store, device: str, actors: int, gpus_per_actor: float | None,
+                config: dict, board, lease_id: str):
     from ray.data import ActorPoolStrategy
 
     from raynas.distributed.actor import ShardScorer
@@ -309,8 +306,8 @@ def _map_shards(dataset, opts: RunOptions, out: Path, device: str, actors: int, 
     return dataset.map_batches(
         ShardScorer,
         fn_constructor_kwargs={
-            "config": config, "device": device, "out": str(out),
-            "threads": int(opts.cpus_per_actor), "progress": board,
+            "config": config, "device": device, "out": out.uri,
+            "threads": int(opts.cpus_per_actor), "progress": board, "lease_id": lease_id,
         },
         batch_size=1,
         compute=ActorPoolStrategy(min_size=1, max_size=actors),
