@@ -6,7 +6,7 @@ dependency; ``raynas.distributed`` is the thin Ray layer on top of it.
 
 __version__ = "0.1.0"
 
-__all__ = ["CellScorer", "ScoringSpec", "score", "__version__"]
+__all__ = ["CellScorer", "ScoringSpec", "load_scores", "score", "__version__"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from raynas import scoring
 
         return getattr(scoring, name)
+    if name == "load_scores":
+        from raynas.export import load_scores
+
+        return load_scores
     if name == "ScoringSpec":
         from raynas.spec import ScoringSpec
 

@@ -161,6 +161,127 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if scan.rejected or scan.duplicates else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from raynas.export import export_results
+
+    done = export_results(args.results, args.file, require_complete=args.complete,
+                          drop_columns=tuple(args.drop or ()))
+    whole = "the whole space" if done.complete else f"{done.cells} of {done.space_size} cells"
+    print(f"exported {whole} ({done.error_rows} error rows), each once → {done.path} "
+          f"({done.path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from raynas.search import Fitness, TableEvaluator, history_table, run_search
+    from raynas.spaces import get_space
+
+    space = get_space(args.space)
+    fitness = Fitness.parse(args.fitness, params_max=args.params_max, flops_max=args.flops_max)
+    if args.scores and args.out:
+        raise ValueError("--scores (look scores up) and --out (score as it goes) are two ways; give one")
+    if not args.scores and not args.out:
+        raise ValueError("give --out DIR to score cells as the search goes, or --scores DIR|FILE to look them up")
+    if args.scores:
+        table, roles = _scores_table(args.scores)
+        evaluator = TableEvaluator(table, fitness.needed_columns)
+    else:
+        evaluator, roles = _ray_evaluator(args, fitness)
+    lower = frozenset(c for c, role in roles.items() if role.get("better") == "lower")
+    fitness = dataclasses.replace(fitness, lower_is_better=lower)  # directions as the proxies declare them
+    state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
+                       population=args.population, sample_size=args.sample_size, generation=args.generation)
+    accuracy = _accuracy_by_cell(space, args.dataset)
+    best = state.best()
+    history = history_table(state, space, accuracy)
+    value = float(state.values([best])[0])
+    known = f"{accuracy[best]:.2f}" if best in accuracy else "unknown"
+    print(f"chosen cell {best}: {space.arch_str(best)}")
+    print(f"fitness ({args.fitness}) {value:.6g}; {args.dataset} test accuracy {known}; "
+          f"{len(state.order)} cells scored")
+    base = Path(args.history) if args.history else (
+        Path(args.out) / "_search" / f"{args.strategy}-{args.fitness}-seed{args.seed}.parquet" if args.out else None)
+    if base is not None:
+        _write_history(history, base)
+        print(f"history → {base}" + (f", plot → {base.with_suffix('.png')}" if base.with_suffix(".png").exists() else ""))
+    return 0
+
+
+def _scores_table(source: str):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from raynas.analysis import column_roles
+    from raynas.results import load_results, read_run_config
+
+    path = Path(source)
+    if path.is_file():
+        table = pq.read_table(path)
+        run = json.loads((table.schema.metadata or {}).get(b"raynas.run", b"{}") or b"{}")
+        return table, (column_roles(run) if run else {})
+    return load_results(source), column_roles(read_run_config(source))
+
+
+def _ray_evaluator(args: argparse.Namespace, fitness):
+    from raynas.distributed.driver import RunOptions
+    from raynas.distributed.search_scoring import RayEvaluator
+    from raynas.proxies.registry import PROXIES, parse_proxies
+
+    proxies = args.proxies
+    if proxies is None:  # the proxies whose columns the fitness and constraints read
+        wanted = []
+        for column in fitness.needed_columns:
+            owner = next((p.name for p in PROXIES.values() if column in p.components), None)
+            if owner is None:
+                raise ValueError(f"--fitness: no built-in proxy gives column {column!r}; name the proxies with --proxies")
+            wanted.append(owner)
+        proxies = ";".join(dict.fromkeys(wanted))
+    roles = {c: r for cp in parse_proxies(proxies) for c, r in cp.column_roles().items()}
+    options = RunOptions(space=args.space, proxies=proxies, out=args.out, dataset=args.dataset, seed=args.score_seed,
+                         device=args.device, max_actors=args.max_actors, address=args.address,
+                         progress_interval_s=args.progress_interval)
+    return RayEvaluator(options, fitness.needed_columns), roles
+
+
+def _accuracy_by_cell(space, dataset: str) -> dict[int, float]:
+    """The benchmark's test accuracy per cell where the space has one (else empty)."""
+    provide = getattr(space, "ground_truth", None)
+    if provide is None:
+        return {}
+    truth = provide()
+    if dataset not in truth.accuracy_of:
+        return {}
+    column = truth.accuracy_of[dataset]
+    return {int(i): float(a) for i, a in zip(truth.table.column("index").to_pylist(), truth.table.column(column).to_pylist())
+            if a is not None}
+
+
+def _write_history(history, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from raynas.atomic import atomic_target
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(path) as tmp:
+        pq.write_table(history, tmp)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return  # the plot needs the notebook extra; the history is written
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history.column("step").to_pylist(), history.column("best_accuracy").to_pylist())
+    ax.set(xlabel="cells scored", ylabel="test accuracy of the best cell so far", title=path.stem)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+
+
 def cmd_data_status(args: argparse.Namespace) -> int:
     from raynas.analysis import format_table
     from raynas.datafiles import CACHE_ENV_VAR, ENV_VAR, fetched_dir, status
@@ -233,6 +354,39 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "else 'accuracy')")
     report.add_argument("-k", type=int, default=10, help="k of the top-k columns")
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="a results directory as one index-sorted Parquet file, checked exactly-once")
+    export.add_argument("results")
+    export.add_argument("file")
+    export.add_argument("--complete", action="store_true", help="refuse unless every cell of the space is there")
+    export.add_argument("--drop", action="append", help="a column to leave out (repeatable), e.g. timings")
+    export.set_defaults(func=cmd_export)
+
+    search = sub.add_parser("search", help="proxy-driven search: sample N cells, or regularized evolution")
+    search.add_argument("space", help="nb201, nb101, a plugin's name or an import path")
+    search.add_argument("--strategy", choices=["sample", "evolution"], default="evolution")
+    search.add_argument("--fitness", default="intrain",
+                        help="a score column, or several joined by '+' for a rank combination (default: %(default)s)")
+    search.add_argument("--n", type=int, default=100, help="sample: cells drawn (default: %(default)s)")
+    search.add_argument("--budget", type=int, default=100, help="evolution: cells scored (default: %(default)s)")
+    search.add_argument("--population", type=int, default=10, help="evolution: population (default: %(default)s)")
+    search.add_argument("--sample-size", type=int, default=3, help="evolution: tournament size (default: %(default)s)")
+    search.add_argument("--generation", type=int, default=10,
+                        help="evolution: children scored together, one Ray batch (default: %(default)s)")
+    search.add_argument("--seed", type=int, default=0, help="the search's seed (default: %(default)s)")
+    search.add_argument("--params-max", type=float, help="constraint: at most this many parameters")
+    search.add_argument("--flops-max", type=float, help="constraint: at most this many FLOPs (MACs)")
+    search.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    search.add_argument("--scores", help="look fitness up in a results directory or exported file")
+    search.add_argument("--out", help="score cells as the search goes, into this resumable results directory")
+    search.add_argument("--proxies", help="what --out scores (default: the proxies of the fitness columns)")
+    search.add_argument("--score-seed", type=int, default=0, help="the scoring seed of --out (default: %(default)s)")
+    search.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    search.add_argument("--max-actors", type=int)
+    search.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
+    search.add_argument("--progress-interval", type=float, default=10.0)
+    search.add_argument("--history", help="per-step history Parquet (default: OUT/_search/...; a .png plot beside it)")
+    search.set_defaults(func=cmd_search)
 
     check = sub.add_parser("check", help="list files of a results directory that readers skip, and why")
     check.add_argument("results")

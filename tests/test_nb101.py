@@ -117,3 +117,22 @@ def test_param_counts_equal_naslib(nb101, shared_data):
         else:
             assert any(round(c / 1e6, 6) == round(params_m, 6) for c in _isomorph_counts(*space.spec(index))), h
     assert exact >= 0.9 * len(sample)
+
+
+def test_mutation_gives_a_valid_other_cell_one_edit_away(nb101):
+    """REA's NB101 mutation: a different cell of the space (≤ 9 edges, a path, hash-deduplicated),
+    reached by one edge flip or one op change of the cell padded to 7 vertices."""
+    from raynas.spaces.nb101_graph import MAX_EDGES
+
+    space, _ = nb101
+    rng = np.random.default_rng(0)
+    for parent in (0, 1, 200_000, 423_623):
+        seen = set()
+        for _ in range(20):
+            child = space.mutate(parent, rng)
+            matrix, ops = space.spec(child)
+            assert child != parent and int(matrix.sum()) <= MAX_EDGES
+            seen.add(child)
+        assert len(seen) > 3  # mutations explore, not one fixed neighbour
+    first, second = np.random.default_rng(5), np.random.default_rng(5)
+    assert [space.mutate(7, first) for _ in range(5)] == [space.mutate(7, second) for _ in range(5)]  # seeded

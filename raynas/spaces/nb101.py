@@ -103,6 +103,37 @@ class NB101Space:
         cell once ``raynas data import nb101`` has read the official file."""
         return GroundTruth(load_ground_truth_table(), {"cifar10": "test_accuracy_single_run"})
 
+    def mutate(self, index: int, rng, max_tries: int = 100) -> int:
+        """Flip one edge or change one interior op (half the time each), on the cell padded
+        back to 7 vertices (so that an edge may bring in a new vertex), until the result is
+        a valid cell (input→output path, at most 9 edges) of another class: the mutation of
+        NB101's regularized evolution, deduplicated by the benchmark hash."""
+        from raynas.spaces.nb101_graph import MAX_VERTICES, prune, spec_hash
+
+        matrix, ops = self.spec(index)
+        n = len(ops)
+        padded = np.zeros((MAX_VERTICES, MAX_VERTICES), dtype=np.int64)
+        keep = [*range(n - 1), MAX_VERTICES - 1]  # the new vertices go before the output
+        padded[np.ix_(keep, keep)] = matrix
+        padded_ops = [*ops[:-1], *(OPS[int(rng.integers(len(OPS)))] for _ in range(MAX_VERTICES - n)), ops[-1]]
+        for _ in range(max_tries):
+            m, o = padded.copy(), list(padded_ops)
+            if rng.random() < 0.5:
+                src, dst = sorted(rng.choice(MAX_VERTICES, size=2, replace=False))
+                m[src, dst] ^= 1
+            else:
+                vertex = int(rng.integers(1, MAX_VERTICES - 1))
+                o[vertex] = [op for op in OPS if op != o[vertex]][int(rng.integers(len(OPS) - 1))]
+            if m.sum() > 9:
+                continue
+            try:
+                child = self.index_of(spec_hash(*prune(m, o)))
+            except ValueError:  # no input→output path, or not a cell of the space
+                continue
+            if child != index:
+                return child
+        raise RuntimeError(f"no valid mutation of NB101 cell {index} in {max_tries} tries")
+
     def build(self, index: int, num_classes: int) -> nn.Module:
         from raynas.spaces.nb101_network import NB101Network
 

@@ -131,6 +131,14 @@ class NB201Space:
 
         return TinyNetwork(self.ops(index), num_classes=num_classes)
 
+    def mutate(self, index: int, rng) -> int:
+        """One edge's op changed to another (the mutation of REA on NB201); ``rng`` is a
+        ``numpy.random.Generator``."""
+        ops = list(self.ops(index))
+        edge = int(rng.integers(len(ops)))
+        ops[edge] = [op for op in OPS if op != ops[edge]][int(rng.integers(len(OPS) - 1))]
+        return _index_table()[1][tuple(ops)]
+
     def heaviest_cell(self) -> int:
         """Every edge a 3×3 convolution: the most parameters and activation memory."""
         return self.index_of("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
