@@ -73,10 +73,10 @@ def scores_dirs() -> list[Path]:
     return dirs + [Path(__file__).resolve().parents[1] / "data" / "scores"]
 
 
-def load_scores(space: str, dataset: str) -> pa.Table:
-    """A committed whole-space table (``data/scores/<space>_<dataset>.parquet``): one row per
-    cell, index-sorted, the run's record in ``table.schema.metadata[b"raynas.run"]``."""
-    name = f"{space}_{dataset}.parquet"
+def load_scores(space: str, dataset: str, variant: str | None = None) -> pa.Table:
+    """A committed whole-space table (``data/scores/<space>_<dataset>[_<variant>].parquet``):
+    one row per cell, index-sorted, the run's record in ``table.schema.metadata[b"raynas.run"]``."""
+    name = f"{space}_{dataset}{f'_{variant}' if variant else ''}.parquet"
     for folder in scores_dirs():
         if (folder / name).is_file():
             return pq.read_table(folder / name)

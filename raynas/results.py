@@ -202,11 +202,10 @@ def quarantine(out: str | Path | Store, scan: PartScan) -> list[PurePath]:
     """Move the rejected files into ``out/_quarantine/`` (which readers skip), so that
     pandas and DuckDB read the directory again; nothing is deleted."""
     store = open_store(out)
-    taken = {e.name for e in store.entries()} if not store.exists(QUARANTINE_DIR) else set()
     moved = []
     for path, _ in scan.rejected:
         target = f"{QUARANTINE_DIR}/{path.name}"
-        if store.exists(target) or target in taken:
+        if store.exists(target):
             target = f"{QUARANTINE_DIR}/{path.name}.{uuid.uuid4().hex[:8]}"
         store.move(path.name, target)
         moved.append(_ref(store, target))

@@ -190,7 +190,7 @@ def run_scoring(opts: RunOptions) -> RunSummary:
         already = len(selection) - len(todo)
         retry = f" ({len(errors)} of them error rows, retried)" if opts.retry_errors and errors else ""
         opts.log.info("%d cells selected, %d already in %s, %d to score%s", len(selection), already, out,
-                         len(todo), retry)
+                      len(todo), retry)
         kept = 0 if opts.retry_errors else len(errors)
         if kept:
             opts.log.warning("%d of the cells already there are error rows; --retry-errors rescores them", kept)

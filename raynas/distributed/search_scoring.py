@@ -27,7 +27,9 @@ class RayEvaluator(Evaluator):
             on_disk = scored_cells(self.options.out)
             new = [c for c in wanted if c not in on_disk]
             if new:
-                summary = run_scoring(dataclasses.replace(self.options, cells=new, limit=None))
+                # Shards of an eighth of a generation, so that its cells spread over the actors.
+                shard = self.options.shard_size or max(1, math.ceil(len(new) / 8))
+                summary = run_scoring(dataclasses.replace(self.options, cells=new, limit=None, shard_size=shard))
                 self.scored_here += summary.scored
             table = load_results(self.options.out, columns=["index", *self.columns])
             missing = [c for c in self.columns if c not in table.column_names]
