@@ -84,3 +84,17 @@ def from_entry_point(group: str, name: str, what: str) -> tuple[Any, Provenance]
     obj = load_object(point.value, f"{what} {name!r} (entry point of {point.dist.name if point.dist else '?'})")
     dist = point.dist
     return obj, Provenance(point.value, dist.name if dist else None, dist.version if dist else None)
+
+
+def find_plugin(group: str, name: str, what: str, built_in: list[str], example: str) -> tuple[Any, dict]:
+    """A plugin ``name`` that is not a built-in: an entry point of ``group``, else an import
+    path; with where it comes from. Unknown names list the built-ins and installed plugins."""
+    found = from_entry_point(group, name, what)
+    if found is not None:
+        return found[0], found[1].as_dict()
+    if looks_like_import_path(name):
+        return load_object(name, what), provenance(name).as_dict()
+    plugins = sorted(entry_points(group))
+    raise ValueError(f"unknown {what} {name!r}; built-in: {', '.join(built_in)}"
+                     + (f"; installed plugins: {', '.join(plugins)}" if plugins else "")
+                     + f"; or give an import path such as {example}")

@@ -29,7 +29,7 @@ from raynas.proxies import (
     zen,
     zico,
 )
-from raynas.plugins import PROXY_GROUP, entry_points, from_entry_point, load_object, looks_like_import_path, provenance
+from raynas.plugins import PROXY_GROUP, find_plugin
 from raynas.proxies.base import ConfiguredProxy, ProxyDef
 
 BASELINE_PROXIES = (  # the peers' baselines, in the order their columns appear
@@ -50,15 +50,8 @@ def find_proxy(name: str) -> tuple[ProxyDef, dict | None]:
     version for the run to record)."""
     if name in PROXIES:
         return PROXIES[name], None
-    found = from_entry_point(PROXY_GROUP, name, "proxy")
-    if found is not None:
-        return _as_proxy(found[0], name), found[1].as_dict()
-    if looks_like_import_path(name):
-        return _as_proxy(load_object(name, "proxy"), name), provenance(name).as_dict()
-    plugins = sorted(entry_points(PROXY_GROUP))
-    raise ValueError(f"unknown proxy {name!r}; built-in: {', '.join(sorted(PROXIES))}"
-                     + (f"; installed plugins: {', '.join(plugins)}" if plugins else "")
-                     + "; or give an import path such as my_pkg.module.PROXY")
+    obj, source = find_plugin(PROXY_GROUP, name, "proxy", sorted(PROXIES), "my_pkg.module.PROXY")
+    return _as_proxy(obj, name), source
 
 
 def _as_proxy(obj: object, name: str) -> ProxyDef:

@@ -20,7 +20,7 @@ def get_space(name: str | SearchSpace) -> SearchSpace:
 def find_space(name: str | SearchSpace) -> tuple[SearchSpace, dict | None]:
     """(the space, where it comes from: None for a built-in or a space object passed in,
     else its import path, package and version for the run to record)."""
-    from raynas.plugins import SPACE_GROUP, entry_points, from_entry_point, load_object, looks_like_import_path, provenance
+    from raynas.plugins import SPACE_GROUP, find_plugin
 
     if not isinstance(name, str):
         return name, None
@@ -33,15 +33,8 @@ def find_space(name: str | SearchSpace) -> tuple[SearchSpace, dict | None]:
         from raynas.spaces.nb101 import NB101Space
 
         return NB101Space(), None
-    found = from_entry_point(SPACE_GROUP, name, "space")
-    if found is not None:
-        return _as_space(found[0], name), found[1].as_dict()
-    if looks_like_import_path(name):
-        return _as_space(load_object(name, "space"), name), provenance(name).as_dict()
-    plugins = sorted(entry_points(SPACE_GROUP))
-    raise ValueError(f"unknown search space {name!r}; built-in: {', '.join(SPACE_NAMES)}"
-                     + (f"; installed plugins: {', '.join(plugins)}" if plugins else "")
-                     + "; or give an import path such as my_pkg.spaces.SPACE")
+    obj, source = find_plugin(SPACE_GROUP, name, "search space", list(SPACE_NAMES), "my_pkg.spaces.SPACE")
+    return _as_space(obj, name), source
 
 
 def _as_space(obj: object, name: str) -> SearchSpace:
