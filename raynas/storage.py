@@ -158,6 +158,14 @@ class LocalStore(Store):
             return True
         except FileExistsError:
             return False
+        except OSError:  # a filesystem without hard links: exclusive create, then the content
+            try:
+                fd = os.open(self.path / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
         finally:
             tmp.unlink(missing_ok=True)
 

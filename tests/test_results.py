@@ -60,3 +60,21 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     assert not lease.renew() and lease.lost  # the old holder notices it lost the lease
     taken.release()
     assert not (tmp_path / "_raynas.lock").exists()
+
+
+def test_local_create_if_absent_also_without_hard_links(tmp_path, monkeypatch):
+    import os
+
+    from raynas.storage import LocalStore
+
+    store = LocalStore(tmp_path)
+    assert store.create("_x.json", b"first") and not store.create("_x.json", b"second")
+    assert (tmp_path / "_x.json").read_bytes() == b"first"
+
+    def no_links(src, dst):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert store.create("_y.json", b"first") and not store.create("_y.json", b"second")
+    assert (tmp_path / "_y.json").read_bytes() == b"first"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # no temporaries left
