@@ -175,6 +175,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from raynas.analysis import lower_is_better
     from raynas.search import Fitness, TableEvaluator, history_table, run_search
     from raynas.spaces import get_space
 
@@ -189,8 +190,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         evaluator = TableEvaluator(table, fitness.needed_columns)
     else:
         evaluator, roles = _ray_evaluator(args, fitness)
-    lower = frozenset(c for c, role in roles.items() if role.get("better") == "lower")
-    fitness = dataclasses.replace(fitness, lower_is_better=lower)  # directions as the proxies declare them
+    # Directions as the proxies declare them.
+    fitness = dataclasses.replace(fitness, lower_is_better=frozenset(lower_is_better(roles)))
     state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
                        population=args.population, sample_size=args.sample_size, generation=args.generation)
     accuracy = _accuracy_by_cell(space, args.dataset)
@@ -249,14 +250,8 @@ def _ray_evaluator(args: argparse.Namespace, fitness):
 def _accuracy_by_cell(space, dataset: str) -> dict[int, float]:
     """The benchmark's test accuracy per cell where the space has one (else empty)."""
     provide = getattr(space, "ground_truth", None)
-    if provide is None:
-        return {}
-    truth = provide()
-    if dataset not in truth.accuracy_of:
-        return {}
-    column = truth.accuracy_of[dataset]
-    return {int(i): float(a) for i, a in zip(truth.table.column("index").to_pylist(), truth.table.column(column).to_pylist())
-            if a is not None}
+    truth = provide() if provide is not None else None
+    return truth.by_cell(dataset) if truth is not None and dataset in truth.accuracy_of else {}
 
 
 def _write_history(history, path: Path) -> None:

@@ -24,6 +24,11 @@ class GroundTruth:
             raise ValueError(f"no accuracies for dataset {dataset!r}; known: {', '.join(self.accuracy_of)}")
         return self.accuracy_of[dataset]
 
+    def by_cell(self, dataset: str) -> dict[int, float]:
+        """{cell index: accuracy} for the cells with a known accuracy on ``dataset``."""
+        values = self.table.column(self.column(dataset)).to_pylist()
+        return {int(i): float(a) for i, a in zip(self.table.column("index").to_pylist(), values) if a is not None}
+
 
 @runtime_checkable
 class SearchSpace(Protocol):
