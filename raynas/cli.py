@@ -187,6 +187,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError("give --out DIR to score cells as the search goes, or --scores DIR|FILE to look them up")
     if args.scores:
         table, roles = _scores_table(args.scores)
+        if table.num_rows < len(space):  # a partial table would be another, smaller search space
+            raise ValueError(f"--scores {args.scores} holds {table.num_rows} of {space.name}'s {len(space)} cells; "
+                             "lookup needs every cell (score the rest, or use --out to score as the search goes)")
         evaluator = TableEvaluator(table, fitness.needed_columns)
     else:
         evaluator, roles = _ray_evaluator(args, fitness)

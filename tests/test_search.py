@@ -148,3 +148,12 @@ def test_a_search_scored_through_ray_resumes_without_rescoring(tmp_path):
     assert replay.returncode == 0, replay.stderr[-2000:]
     chosen = [line for line in done.stdout.splitlines() if line.startswith("chosen cell")]
     assert chosen and chosen == [line for line in replay.stdout.splitlines() if line.startswith("chosen cell")]
+
+
+def test_lookup_in_a_partial_table_is_refused_before_searching(tmp_path, capsys):
+    from raynas.cli import main
+
+    partial = tmp_path / "partial.parquet"
+    pq.write_table(pa.table({"index": np.arange(100), "params": np.arange(100, dtype=float)}), partial)
+    assert main(["search", "nb201", "--fitness", "params", "--scores", str(partial)]) == 2
+    assert "holds 100 of nb201's 15625 cells; lookup needs every cell" in capsys.readouterr().err
