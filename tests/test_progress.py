@@ -39,3 +39,22 @@ def test_progress_prints_at_its_interval_only():
     assert stream.getvalue() == ""
     progress.commit(100)  # the last cells always print
     assert stream.getvalue().startswith("[raynas] 100/100 cells")
+
+
+def test_stderr_filter_drops_only_the_matching_lines(capfd):
+    import os
+    import re
+
+    from raynas.distributed.quiet import HARMLESS_ACTOR_ARGS_WARNING, dropping_stderr_lines
+
+    harmless = (b"[2026-11-27 10:15:00,531 E 11008 11008] core_worker.cc:2465: Actor with class name: "
+                b"'MapWorker(MapBatches(ShardScorer))' and ID: 'ab' has constructor arguments in the object store "
+                b"and max_restarts > 0. If the arguments ...\n")
+    with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING):
+        os.write(2, b"kept before\n")
+        os.write(2, harmless)
+        os.write(2, b"[E core_worker.cc:1: something else went wrong]\n")
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert err == "kept before\n[E core_worker.cc:1: something else went wrong]\nafter\n"
+    assert re.search(HARMLESS_ACTOR_ARGS_WARNING, harmless)
