@@ -187,9 +187,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError("give --out DIR to score cells as the search goes, or --scores DIR|FILE to look them up")
     if args.scores:
         table, roles = _scores_table(args.scores)
-        if table.num_rows < len(space):  # a partial table would be another, smaller search space
-            raise ValueError(f"--scores {args.scores} holds {table.num_rows} of {space.name}'s {len(space)} cells; "
-                             "lookup needs every cell (score the rest, or use --out to score as the search goes)")
+        if table.num_rows < len(space):  # fine to replay a search on its own cells; a new one may leave them
+            logging.getLogger("raynas").warning(
+                "--scores %s holds %d of %s's %d cells: the search stops if it draws a cell outside them "
+                "(--out scores as it goes)", args.scores, table.num_rows, space.name, len(space))
         evaluator = TableEvaluator(table, fitness.needed_columns)
     else:
         evaluator, roles = _ray_evaluator(args, fitness)
