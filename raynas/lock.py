@@ -127,7 +127,7 @@ def lease_holder(store: Store) -> str | None:
     """The id of the lease now held on ``store``, or None (what a worker checks)."""
     try:
         return _parse(store.read_bytes(LOCK_FILE)).get("id")
-    except (OSError, FileNotFoundError):
+    except OSError:  # FileNotFoundError included: no lease at all
         return None
 
 

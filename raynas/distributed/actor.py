@@ -50,6 +50,13 @@ class ShardScorer:
         from raynas.scoring import CellScorer
         from raynas.spec import ScoringSpec
 
+        # First, before the (possibly slow) scorer is built: does this node see the directory?
+        self.out = open_store(out)
+        if lease_id is not None and lease_holder(self.out) != lease_id:
+            raise RuntimeError(
+                f"the results directory {out} is not shared with this node ({socket.gethostname()}): it does not "
+                "see the driver's lock there. On a cluster, write results to object storage (--out s3://bucket/run) "
+                "or to a filesystem every node mounts (NFS, EFS)")
         if device == "cuda":
             torch.backends.cudnn.benchmark = False  # every cell has new shapes
         # The actor's CPUs, not torch's default of every core: contention between actors costs ~3x.
@@ -65,12 +72,6 @@ class ShardScorer:
                 "this worker would compute something else than the run records: "
                 + "; ".join(f"{k}: run {config.get(k)!r}, worker {own.get(k)!r}" for k in differs))
         self.schema = row_schema(self.scorer.columns, own)
-        self.out = open_store(out)
-        if lease_id is not None and lease_holder(self.out) != lease_id:
-            raise RuntimeError(
-                f"the results directory {out} is not shared with this node ({socket.gethostname()}): it does not "
-                "see the driver's lock there. On a cluster, write results to object storage (--out s3://bucket/run) "
-                "or to a filesystem every node mounts (NFS, EFS)")
         logger.info("scorer ready on %s", self.scorer.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 
 from raynas.distributed.driver import RunOptions, run_scoring
-from raynas.results import load_results, scored_cells
+from raynas.results import load_results
 from raynas.search import Evaluator
 
 
@@ -24,13 +24,11 @@ class RayEvaluator(Evaluator):
     def scores(self, cells: Sequence[int]) -> dict[int, dict[str, float]]:
         wanted = [c for c in dict.fromkeys(cells) if c not in self.cache]
         if wanted:
-            on_disk = scored_cells(self.options.out)
-            new = [c for c in wanted if c not in on_disk]
-            if new:
-                # Shards of an eighth of a generation, so that its cells spread over the actors.
-                shard = self.options.shard_size or max(1, math.ceil(len(new) / 8))
-                summary = run_scoring(dataclasses.replace(self.options, cells=new, limit=None, shard_size=shard))
-                self.scored_here += summary.scored
+            # run_scoring skips the cells already in the directory (without starting Ray when
+            # none is left); shards of an eighth of a generation spread it over the actors.
+            shard = self.options.shard_size or max(1, math.ceil(len(wanted) / 8))
+            summary = run_scoring(dataclasses.replace(self.options, cells=wanted, limit=None, shard_size=shard))
+            self.scored_here += summary.scored
             table = load_results(self.options.out, columns=["index", *self.columns])
             missing = [c for c in self.columns if c not in table.column_names]
             if missing:
