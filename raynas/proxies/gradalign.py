@@ -3,9 +3,11 @@
 Per class c (N_c ≥ 2): s_i = sign(g_i), m = sign(Σ_i g_i);
 GradAlign-I  = mean_i s_i · m          (also divided by the parameter count P);
 GradAlign-II = log det(S Sᵀ)           (−inf when the sign Gram matrix is singular).
-Both averaged over classes. Per-sample gradients come from ``torch.func`` (vmap ∘ grad) for
-the whole batch at once (or in as few chunks as the memory budget allows); everything after
-is a handful of batched tensor operations and one read-back per cell.
+Both averaged over classes. Per-sample gradients come from one batched backward pass and a
+closed form per layer (:mod:`raynas.proxies.persample`), or from ``torch.func`` (vmap ∘ grad)
+for networks with other layers, for the whole batch at once (or in as few chunks as the
+memory budget allows); everything after is a handful of batched tensor operations and one
+read-back per cell.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from torch import nn
 from torch.func import functional_call, grad, replace_all_batch_norm_modules_, vmap
 
 from raynas.probes import ProbeBatch
+from raynas.proxies import persample
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
 
 BN_MODES = ("per_sample", "eval")
 EXACT_FP32_COLUMNS = 1 << 23  # a ±1 dot product over fewer columns is an exact fp32 integer
-BYTES_PER_SAMPLE_PARAM = 12  # per-sample gradient + vmap's parameter-sized intermediates
+BYTES_PER_SAMPLE_PARAM = 12  # per-sample gradient + the products / vmap intermediates beside it
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class GradAlignOptions:
     # OPEN: per_sample = train-mode BN on each sample alone (as a batch-1 loop would do);
     # eval = BN with its initial running statistics. Measured in docs/results.md.
     bn: str = "per_sample"
-    # Working memory for the per-sample gradients: whole classes go through vmap in as few
-    # chunks as fit (one on NB201). How samples are grouped into vmap calls moves fp32
+    # Working memory for the per-sample gradients: whole classes go through in as few
+    # passes as fit (one on NB201). How samples are grouped into passes moves fp32
     # per-sample gradients by rounding (GradAlign-I by ~1e-5 relative on NB101), so this is
     # part of the recorded config like every other option.
     memory_mb: int = 2048
@@ -213,15 +216,29 @@ def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) ->
     return sums.scores()
 
 
-def model_alignment(model: nn.Module, batch: ProbeBatch, bn: str, max_rows: int, width: int | None = None) -> dict[str, float]:
+def model_alignment(model: nn.Module, batch: ProbeBatch, bn: str, max_rows: int, width: int | None = None,
+                    closed_form: bool = True) -> dict[str, float]:
     """GradAlign of ``model`` on ``batch``: per-sample gradients for chunks of at most
-    ``max_rows`` samples (whole classes), reduced in column blocks of ``width``."""
-    net, params, buffers = functional_copy(model, bn)  # one copy per cell
+    ``max_rows`` samples (whole classes), reduced in column blocks of ``width``. The
+    gradients come from one batched backward per chunk (:mod:`raynas.proxies.persample`)
+    when every layer has a closed form (and ``closed_form``), else from vmap on one
+    private copy per cell."""
+    if bn not in BN_MODES:
+        raise ValueError(f"gradalign bn must be one of {BN_MODES}, got {bn!r}")
     device = batch.inputs.device
     sums = AlignmentSums(device)
+    batched = closed_form and persample.supports(model)
+    vmapped = None
     for chunk in plan_chunks(batch.labels, max_rows):
         rows = chunk.rows.to(device)
-        flats = per_sample_flat(net, params, buffers, batch.inputs[rows], batch.labels[rows])
+        inputs, labels = batch.inputs[rows], batch.labels[rows]
+        matrix = persample.per_sample_gradients(model, inputs, labels, bn) if batched else None
+        if matrix is not None:
+            flats = [matrix]
+        else:
+            batched = False
+            vmapped = vmapped or functional_copy(model, bn)
+            flats = per_sample_flat(*vmapped, inputs, labels)
         sums.add_chunk(flats, chunk.groups, width or block_width(len(rows), device, 2048))
         del flats
     return sums.scores()
