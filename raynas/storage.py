@@ -1,5 +1,6 @@
 """Where a results directory lives: a local (or NFS) folder, or a prefix on an object store
-(``s3://bucket/prefix``; any other ``scheme://`` pyarrow reads is readable).
+(``s3://bucket/prefix``, ``gs://bucket/prefix``; any other ``scheme://`` pyarrow reads is
+readable).
 
 A results directory needs four things from its storage, and each backend states how it
 gives them:
@@ -9,14 +10,16 @@ gives them:
   PUT or its multipart upload completes);
 * **create-if-absent** for ``_raynas_run.json`` and the lock — locally ``link(2)`` of a
   complete temporary file (fails if the name exists); on S3 ``PUT`` with
-  ``If-None-Match: *``;
+  ``If-None-Match: *``; on GCS an upload with ``ifGenerationMatch=0``;
 * **compare-and-swap** for the lock's heartbeat and takeover — on S3 ``PUT`` with
-  ``If-Match: <etag>``; locally a lock held by a process on this host, checked by pid;
-* **list and read** — pyarrow's filesystem layer for every backend.
+  ``If-Match: <etag>``; on GCS ``ifGenerationMatch=<generation>``; locally a lock held by a
+  process on this host, checked by pid;
+* **list and read** — pyarrow's filesystem layer (S3, others), google-cloud-storage (GCS).
 
 Credentials and endpoints come from the standard chain (environment, including
-``AWS_ENDPOINT_URL`` for MinIO or on-premise stores, config files, instance roles); raynas
-neither prints nor records them.
+``AWS_ENDPOINT_URL`` for MinIO or on-premise stores and ``STORAGE_EMULATOR_HOST`` for a GCS
+emulator, config files, instance roles and workload identity); raynas neither prints nor
+records them.
 """
 
 from __future__ import annotations
@@ -263,7 +266,7 @@ class ObjectStore(Store):
 
     def create(self, name: str, data: bytes) -> bool:
         raise StorageError(f"{self.uri}: this store has no create-if-absent raynas can use; "
-                           "write results to s3:// (or an S3-compatible endpoint) or a shared folder")
+                           "write results to s3:// (or an S3-compatible endpoint), gs:// or a shared folder")
 
     def read_versioned(self, name: str) -> tuple[bytes, str] | None:
         raise StorageError(f"{self.uri}: this store has no compare-and-swap raynas can use")
@@ -325,6 +328,114 @@ class S3Store(ObjectStore):
         return self._put(name, data, IfMatch=version)
 
 
+class GCSStore(Store):
+    """Google Cloud Storage, every operation through google-cloud-storage: pyarrow's GCS
+    layer has no generation preconditions, and one client for everything keeps one
+    credential chain. An object is visible only once its upload completes."""
+
+    def __init__(self, uri: str, bucket: str, prefix: str):
+        self.uri, self.bucket_name, self.prefix = uri.rstrip("/"), bucket, prefix.strip("/")
+        self._bucket = None
+
+    @property
+    def bucket(self) -> Any:
+        if self._bucket is None:
+            try:
+                from google.cloud import storage
+            except ImportError:
+                raise StorageError("results on gs:// need google-cloud-storage: pip install 'raynas[gcs]'") from None
+            # The standard chain: GOOGLE_APPLICATION_CREDENTIALS, gcloud's ADC, the metadata
+            # server (workload identity); STORAGE_EMULATOR_HOST for an emulator.
+            self._bucket = storage.Client().bucket(self.bucket_name)
+        return self._bucket
+
+    def _key(self, name: str) -> str:
+        return posixpath.join(self.prefix, name) if self.prefix else name
+
+    def _blob(self, name: str) -> Any:
+        return self.bucket.blob(self._key(name))
+
+    def entries(self) -> list[Entry]:
+        listing = self.bucket.client.list_blobs(self.bucket_name, prefix=self._key(""), delimiter="/")
+        files = [Entry(PurePosixPath(blob.name).name, False) for blob in listing]  # pages first, then prefixes
+        folders = [Entry(PurePosixPath(p).name, True) for p in listing.prefixes]
+        return sorted(files + folders, key=lambda e: e.name)
+
+    def exists(self, name: str) -> bool:
+        return self._blob(name).exists()
+
+    def read_bytes(self, name: str) -> bytes:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return self._blob(name).download_as_bytes()
+        except NotFound:
+            raise FileNotFoundError(f"{self.uri}/{name}") from None
+
+    def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(pa.BufferReader(self.read_bytes(name)), columns=columns)
+
+    def read_schema(self, name: str) -> pa.Schema:
+        return pq.read_schema(pa.BufferReader(self.read_bytes(name)))
+
+    def write_table(self, name: str, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self.write_bytes(name, sink.getvalue().to_pybytes())
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._blob(name).upload_from_string(data)
+
+    def _upload_if(self, name: str, data: bytes, generation: int) -> bool:
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            self._blob(name).upload_from_string(data, if_generation_match=generation)
+            return True
+        except PreconditionFailed:
+            return False
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self._upload_if(name, data, 0)  # generation 0: only if no live object has the name
+
+    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        while True:
+            blob = self.bucket.get_blob(self._key(name))
+            if blob is None:
+                return None
+            generation = blob.generation  # a download may overwrite the blob's fields
+            try:  # the content of exactly that generation
+                return blob.download_as_bytes(if_generation_match=generation), str(generation)
+            except (NotFound, PreconditionFailed):
+                continue  # replaced or deleted between the two requests: read again
+
+    def replace_if(self, name: str, data: bytes, version: str) -> bool:
+        return self._upload_if(name, data, int(version))
+
+    def delete(self, name: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._blob(name).delete()
+        except NotFound:
+            pass
+
+    def move(self, name: str, target: str) -> None:
+        self.bucket.copy_blob(self._blob(name), self.bucket, self._key(target))
+        self.delete(name)
+
+    def ensure(self) -> None:
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+
+        try:
+            next(iter(self.bucket.client.list_blobs(self.bucket_name, prefix=self._key(""), max_results=1)), None)
+        except (GoogleAPIError, GoogleAuthError) as exc:
+            raise StorageError(f"--out {self.uri}: cannot list it ({str(exc).splitlines()[0]})") from None
+
+
 def s3_filesystem() -> pafs.S3FileSystem:
     """pyarrow's S3 filesystem on the standard credential chain, with the endpoint of
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` when one is set (MinIO, on-premise)."""
@@ -338,8 +449,9 @@ def s3_filesystem() -> pafs.S3FileSystem:
 
 
 def open_store(out: str | Path | Store) -> Store:
-    """The store for ``--out``: ``s3://bucket/prefix``, ``file://...`` or a local path; other
-    ``scheme://`` locations that pyarrow reads (gs://, hdfs://) can be read, not written."""
+    """The store for ``--out``: ``s3://bucket/prefix``, ``gs://bucket/prefix``, ``file://...``
+    or a local path; other ``scheme://`` locations that pyarrow reads (hdfs://) can be read,
+    not written."""
     if isinstance(out, Store):
         return out
     text = str(out)
@@ -353,6 +465,11 @@ def open_store(out: str | Path | Store) -> Store:
         if not base:
             raise StorageError(f"--out {text}: name a bucket (s3://bucket/prefix)")
         return S3Store(f"s3://{base}", s3_filesystem(), base)
+    if scheme in ("gs", "gcs"):
+        bucket, _, prefix = text.split("://", 1)[1].strip("/").partition("/")
+        if not bucket:
+            raise StorageError(f"--out {text}: name a bucket (gs://bucket/prefix)")
+        return GCSStore(f"gs://{bucket}/{prefix}".rstrip("/"), bucket, prefix)
     try:
         fs, base = pafs.FileSystem.from_uri(text)
     except (pa.ArrowInvalid, OSError) as exc:

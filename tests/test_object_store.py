@@ -1,10 +1,22 @@
-"""Results on object storage (issue 12), against a real S3 endpoint on 127.0.0.1 that the
-test starts itself: moto's threaded server (moto[server]), which speaks the S3 REST protocol
-— including conditional PUTs (If-None-Match, If-Match) — keeping objects in memory. What it
-does not emulate: S3's consistency and latency, IAM policies, request signing checks.
-raynas talks to it exactly as to AWS: pyarrow.fs for parts, boto3 for the conditional
-writes, both configured only through the environment (AWS_ENDPOINT_URL)."""
+"""Results on object storage (issue 12), against real endpoints on 127.0.0.1 that the tests
+start themselves, each test once per store:
 
+- **S3**: moto's threaded server (moto[server]), which speaks the S3 REST protocol —
+  including conditional PUTs (If-None-Match, If-Match) — keeping objects in memory. It does
+  not emulate S3's consistency and latency, IAM policies or request signing checks. raynas
+  talks to it exactly as to AWS: pyarrow.fs for parts, boto3 for the conditional writes,
+  both configured only through the environment (AWS_ENDPOINT_URL).
+- **GCS**: gcp-storage-emulator, which speaks GCS's JSON API (uploads, listing with
+  delimiters, downloads, copies, deletes), in memory. It ignores generation preconditions,
+  so the fixture adds GCS's documented rule to its upload handler: ``ifGenerationMatch=0``
+  succeeds only if no live object has the name, ``=N`` only if the live object's generation
+  is N, else 412 Precondition Failed; the emulator serves one request at a time, so the
+  check and the write are atomic as on GCS. What this tests is that raynas sends the
+  preconditions and acts on a refusal, not Google's implementation of them. raynas talks to
+  it as to GCS, configured only through the environment (STORAGE_EMULATOR_HOST).
+"""
+
+import contextlib
 import json
 import logging
 import os
@@ -13,12 +25,15 @@ import socket
 import subprocess
 import sys
 import time
+from http import HTTPStatus
 
 import pyarrow as pa
 import pytest
 
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
+gcs_emulator = pytest.importorskip("gcp_storage_emulator.server")
+pytest.importorskip("google.cloud.storage")
 
 from raynas.lock import LOCK_FILE, OutputLocked, acquire_lock  # noqa: E402
 from raynas.results import (RunConfigMismatch, check_or_write_run_config, load_results, scan_results,  # noqa: E402
@@ -29,26 +44,91 @@ from raynas.storage import open_store  # noqa: E402
 CHEAP = "intrain:batch_size=8,resolution=16;params"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def s3_server():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "raynas-test",
            "AWS_SECRET_ACCESS_KEY": "raynas-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    boto3.client("s3").create_bucket(Bucket="bkt")
-    yield env
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    try:
+        with environment(env):
+            boto3.client("s3").create_bucket(Bucket="bkt")
+            yield env
+    finally:
+        server.stop()
+
+
+def with_generation_preconditions(upload):
+    """GCS's rule for uploads with ``ifGenerationMatch`` (see the module doc)."""
+    from gcp_storage_emulator.exceptions import NotFound
+
+    def checked(request, response, storage, *args, **kwargs):
+        wanted = request.query.get("ifGenerationMatch")
+        if wanted:
+            name = request.query.get("name", [None])[0] or request.data["meta"]["name"]
+            try:
+                live = str(storage.get_file_obj(request.params["bucket_name"], name)["generation"])
+            except NotFound:
+                live = "0"
+            if live != wanted[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet",
+                                         "errors": [{"reason": "conditionNotMet", "message": "Precondition Failed"}]}})
+                return None
+        return upload(request, response, storage, *args, **kwargs)
+
+    return checked
+
+
+@contextlib.contextmanager
+def gcs_server():
+    from gcp_storage_emulator.handlers import objects
+
+    routes = [methods for _, methods in gcs_emulator.HANDLERS if methods.get("POST") is objects.insert]
+    for methods in routes:
+        methods["POST"] = with_generation_preconditions(objects.insert)
+    server = gcs_emulator.create_server("127.0.0.1", free_port(), in_memory=True, default_bucket="bkt")
+    server.start()
+    env = {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{server._api._port}", "GOOGLE_CLOUD_PROJECT": "raynas-test"}
+    try:
+        with environment(env):
+            yield env
+    finally:
+        server.stop()
+        for methods in routes:
+            methods["POST"] = objects.insert
+
+
+SERVERS = {"s3": s3_server, "gs": gcs_server}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def endpoint(request):
+    """(scheme, the environment that points clients at the local endpoint)."""
+    with SERVERS[request.param]() as env:
+        yield request.param, env
 
 
 def raw_cells(uri: str) -> list[int]:
@@ -59,20 +139,20 @@ def raw_cells(uri: str) -> list[int]:
     return [c for p in scan.accepted for c in store.read_table(p.name, ["index"]).column("index").to_pylist()]
 
 
-def test_the_run_record_is_created_once_and_a_second_config_is_refused(s3_endpoint):
-    uri = "s3://bkt/claim"
+def test_the_run_record_is_created_once_and_a_second_config_is_refused(endpoint):
+    uri = f"{endpoint[0]}://bkt/claim"
     first = CellScorer("nb201", "params").config()
     check_or_write_run_config(uri, first, {"raynas": "test"})
     check_or_write_run_config(uri, first, {"raynas": "test"})  # the same config: fine
     with pytest.raises(RunConfigMismatch, match="holds results of a different scoring configuration"):
         check_or_write_run_config(uri, CellScorer("nb201", "flops").config(), {"raynas": "test"})
     store = open_store(uri)
-    assert not store.create("_raynas_run.json", b"{}")  # If-None-Match: * refused the overwrite
+    assert not store.create("_raynas_run.json", b"{}")  # If-None-Match: * / ifGenerationMatch=0 refused it
     assert json.loads(store.read_text("_raynas_run.json"))["config"] == first
 
 
-def test_a_stale_lock_is_taken_over_and_its_old_holder_notices(s3_endpoint):
-    uri = "s3://bkt/locked"
+def test_a_stale_lock_is_taken_over_and_its_old_holder_notices(endpoint):
+    uri = f"{endpoint[0]}://bkt/locked"
     lease = acquire_lock(uri, stale_after_s=1.0)
     with pytest.raises(OutputLocked, match="taken over after 1 s without one"):
         acquire_lock(uri, stale_after_s=1.0)
@@ -80,15 +160,15 @@ def test_a_stale_lock_is_taken_over_and_its_old_holder_notices(s3_endpoint):
     time.sleep(1.5)  # no heartbeat: the lease goes stale
     taken = acquire_lock(uri, stale_after_s=1.0)
     assert taken.id != lease.id
-    assert not lease.renew() and lease.lost  # If-Match on the old ETag fails: it stops
+    assert not lease.renew() and lease.lost  # the old ETag / generation no longer matches: it stops
     with pytest.raises(RuntimeError, match="another driver took over"):
         lease.check()
     taken.release()
     assert not open_store(uri).exists(LOCK_FILE)
 
 
-def test_parts_and_readers_on_s3(s3_endpoint):
-    uri = "s3://bkt/readers"
+def test_parts_and_readers_on_object_storage(endpoint):
+    uri = f"{endpoint[0]}://bkt/readers"
     scorer = CellScorer("nb201", "params")
     rows = list(scorer.iter_scores([0, 1, 2]))
     from raynas.results import row_schema, rows_to_table
@@ -104,11 +184,12 @@ def test_parts_and_readers_on_s3(s3_endpoint):
     assert open_store(uri).exists("_quarantine/notes.txt") and not open_store(uri).exists("notes.txt")
 
 
-def test_score_kill_resume_report_on_s3(s3_endpoint, tmp_path):
-    uri = "s3://bkt/run"
+def test_score_kill_resume_report_on_object_storage(endpoint, tmp_path):
+    scheme, endpoint_env = endpoint
+    uri = f"{scheme}://bkt/run"
     cmd = [sys.executable, "-m", "raynas.cli", "score", "nb201", "--proxies", CHEAP, "--out", uri,
            "--limit", "24", "--shard-size", "2", "--progress-interval", "1"]
-    env = {**os.environ, **s3_endpoint}
+    env = {**os.environ, **endpoint_env}
     proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and len(scan_results(uri).accepted) < 2 and proc.poll() is None:
@@ -130,9 +211,10 @@ def test_score_kill_resume_report_on_s3(s3_endpoint, tmp_path):
     for row in CellScorer("nb201", CHEAP).iter_scores([0, 23]):
         assert rows[row["index"]]["intrain"] == row["intrain"]
     assert not open_store(uri).exists(LOCK_FILE)
-    secret = s3_endpoint["AWS_SECRET_ACCESS_KEY"]
-    assert secret not in done.stdout + done.stderr
-    assert secret not in open_store(uri).read_text("_raynas_run.json")
+    for secret in (endpoint_env.get("AWS_SECRET_ACCESS_KEY"), endpoint_env.get("STORAGE_EMULATOR_HOST")):
+        if secret:  # credentials and endpoints are neither printed nor recorded
+            assert secret not in done.stdout + done.stderr
+            assert secret not in open_store(uri).read_text("_raynas_run.json")
 
 
 def test_a_node_that_does_not_see_the_directory_refuses_to_score(tmp_path):
