@@ -2,14 +2,17 @@
 over repeated searches (seeds 0..runs-1), in lookup mode on whole-space scored tables.
 
     python benchmarks/search_table.py --table cifar10=data/scores/nb201_cifar10.parquet \\
-        --table structural=data/scores/nb201_structural.parquet --fitness params,flops,intrain
+        --table structural=data/scores/nb201_cifar10_structural.parquet --fitness params,intrain
 
-A fitness column is looked up in the first table that holds it. Accuracy: NB201 test
-accuracy of the chosen cell on each dataset (``raynas.spaces.nb201.ACCURACY_OF``). Tables
-scored on one dataset serve the others only for columns whose ranking does not depend on
-the dataset (params, flops: NB201's datasets change only the classifier's size, a constant,
-and the input resolution, a common factor of every convolution) — the script says which
-table each cell of the output came from.
+A table is named after the dataset it was scored on (``cifar10``, ``cifar100``,
+``imagenet16-120``), or ``structural``: columns whose ranking does not depend on the dataset
+(params, flops: NB201's datasets change only the classifier's size, a constant, and the input
+resolution, a common factor of every convolution), which serve every dataset. For each
+dataset a fitness column comes from that dataset's own table, else the structural one; with
+``--transfer cifar10`` a dataset with neither takes the CIFAR-10 scores, marked † (the
+proxy's ranking computed with CIFAR-10's classifier and input size, against the other
+dataset's accuracies); otherwise the cell is "–". Accuracy: NB201 test accuracy of the
+chosen cell on each dataset (``raynas.spaces.nb201.ACCURACY_OF``).
 """
 
 from __future__ import annotations
@@ -48,15 +51,26 @@ def repeated(strategy: str, size: int, evaluator: TableEvaluator, fitness: Fitne
     return np.asarray(chosen)
 
 
+def source_for(column: str, dataset: str, tables: dict, transfer: str | None) -> str | None:
+    """The table a dataset's searches read ``column`` from (see the module doc)."""
+    for name in (dataset, "structural", transfer):
+        if name and name in tables and column in tables[name].column_names:
+            return name
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", action="append", required=True, help="NAME=FILE.parquet (a whole-space table)")
     ap.add_argument("--fitness", default="params", help="comma-separated fitness columns")
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--transfer", help="the dataset whose table serves datasets without one (marked †)")
     args = ap.parse_args()
     tables = {}
     for item in args.table:
         name, _, path = item.partition("=")
+        if name not in (*DATASETS, "structural"):
+            raise SystemExit(f"--table {item}: name it after its dataset ({', '.join(DATASETS)}) or 'structural'")
         table = pq.read_table(Path(path))
         if table.num_rows != 15_625:
             raise SystemExit(f"{path}: {table.num_rows} cells; lookup needs the whole space (15,625)")
@@ -70,16 +84,22 @@ def main() -> None:
     print("| random cell | 1 | – | " + " | ".join(f"{truth[d][picks].mean():.2f} ± {truth[d][picks].std():.2f}"
                                                for d in DATASETS) + " |")
     for column in args.fitness.split(","):
-        source = next((n for n, t in tables.items() if column in t.column_names), None)
-        if source is None:
+        sources = {d: source_for(column, d, tables, args.transfer) for d in DATASETS}
+        if not any(sources.values()):
             raise SystemExit(f"no table has column {column!r}")
-        evaluator = TableEvaluator(tables[source], [column])
+        evaluators = {name: TableEvaluator(tables[name], [column]) for name in set(sources.values()) if name}
         for strategy, size in PLANS:
             cells = []
             for d in DATASETS:
-                chosen = repeated(strategy, size, evaluator, Fitness.parse(column), truth[d], args.runs)
-                cells.append(f"{chosen.mean():.2f} ± {chosen.std():.2f}")
-            print(f"| {strategy} | {size} | {column} ({source}) | " + " | ".join(cells) + " |", flush=True)
+                source = sources[d]
+                if source is None:
+                    cells.append("–")
+                    continue
+                chosen = repeated(strategy, size, evaluators[source], Fitness.parse(column), truth[d], args.runs)
+                mark = " †" if source not in (d, "structural") else ""
+                cells.append(f"{chosen.mean():.2f} ± {chosen.std():.2f}{mark}")
+            label = "structural" if set(sources.values()) <= {"structural", None} else "scored"
+            print(f"| {strategy} | {size} | {column} ({label}) | " + " | ".join(cells) + " |", flush=True)
     print("\nPublished, NASWOT fitness (Mellor et al. 2021): "
           + "; ".join(f"N={n}: {' / '.join(v)}" for (_, n), v in NASWOT_PUBLISHED.items())
           + "; REA with training 93.92 ± 0.30 (CIFAR-10); the space's best 94.37.")
