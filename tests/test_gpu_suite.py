@@ -20,7 +20,7 @@ def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
     # that the side-by-side path runs, not the ratio.
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--device", "cpu", "--tiny", "--out", str(out),
-         "--baseline-dir", str(ROOT), "--budget-s", "110", "--ray-reserve-s", "70"],
+         "--baseline-dir", str(ROOT), "--budget-s", "140", "--ray-reserve-s", "70"],
         env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "gpu_suite.json").read_text())
