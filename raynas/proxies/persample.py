@@ -47,6 +47,7 @@ class LayerCall:
     output: torch.Tensor
     output_version: int
     grad: torch.Tensor | None = field(default=None)
+    hook: torch.utils.hooks.RemovableHandle | None = field(default=None)
 
     def overwritten(self) -> bool:
         """Whether an in-place op changed what the closed form reads: the input (read after
@@ -118,7 +119,7 @@ def _record(calls: list[LayerCall]):
         base = output._base
         target = base if base is not None and _is_reshape_of(output, base) else output
         call = LayerCall(module, x, x._version, target, target._version)
-        target.register_hook(lambda g, call=call, shape=output.shape: setattr(call, "grad", g.view(shape)))
+        call.hook = target.register_hook(lambda g, call=call, shape=output.shape: setattr(call, "grad", g.view(shape)))
         calls.append(call)
 
     return hook
@@ -260,17 +261,26 @@ def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.T
             # Samples are independent, so the gradient of the summed loss at sample n is the
             # gradient of sample n's own loss.
             loss = F.cross_entropy(model(x), labels, reduction="sum")
+            for h in handles:
+                h.remove()
+            if any(c.overwritten() for c in calls):
+                return None
+            torch.autograd.grad(loss, x)
+            out = GradientMatrix(model, len(labels), inputs)
+            with torch.no_grad():
+                for call in calls:
+                    if call.grad is not None:  # None: this output does not reach the loss
+                        _layer_gradients(call, out, max_bytes)
+            return out.finish()
         except Unsupported:
             return None
         finally:
             for h in handles:
                 h.remove()
-        if any(c.overwritten() for c in calls):
-            return None
-        torch.autograd.grad(loss, x)
-        out = GradientMatrix(model, len(labels), inputs)
-        with torch.no_grad():
+            # A tensor hook refers (through its closure) to the call that holds the hooked
+            # tensor: a cycle through autograd that Python's collector cannot see, which
+            # would keep every cell's activations alive. Removing the hooks breaks it.
             for call in calls:
-                if call.grad is not None:  # None: this output does not reach the loss
-                    _layer_gradients(call, out, max_bytes)
-    return out.finish()
+                if call.hook is not None:
+                    call.hook.remove()
+            calls.clear()
