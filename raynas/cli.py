@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -196,8 +197,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         evaluator, roles = _ray_evaluator(args, fitness)
     # Directions as the proxies declare them.
     fitness = dataclasses.replace(fitness, lower_is_better=frozenset(lower_is_better(roles)))
-    state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
-                       population=args.population, sample_size=args.sample_size, generation=args.generation)
+    session = getattr(evaluator, "session", None)  # scoring as it goes: one lease, one set of actors
+    with session if session is not None else contextlib.nullcontext():
+        state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
+                           population=args.population, sample_size=args.sample_size, generation=args.generation)
     accuracy = _accuracy_by_cell(space, args.dataset)
     best = state.best()
     history = history_table(state, space, accuracy)
@@ -231,7 +234,7 @@ def _scores_table(source: str):
 
 
 def _ray_evaluator(args: argparse.Namespace, fitness):
-    from raynas.distributed.driver import RunOptions
+    from raynas.distributed.driver import RunOptions, ScoringSession
     from raynas.distributed.search_scoring import RayEvaluator
     from raynas.proxies.registry import PROXIES, parse_proxies
 
@@ -248,7 +251,7 @@ def _ray_evaluator(args: argparse.Namespace, fitness):
     options = RunOptions(space=args.space, proxies=proxies, out=args.out, dataset=args.dataset, seed=args.score_seed,
                          device=args.device, max_actors=args.max_actors, address=args.address,
                          progress_interval_s=args.progress_interval)
-    return RayEvaluator(options, fitness.needed_columns), roles
+    return RayEvaluator(ScoringSession(options, persistent_actors=True), fitness.needed_columns), roles
 
 
 def _accuracy_by_cell(space, dataset: str) -> dict[int, float]:

@@ -41,6 +41,34 @@ def unique_indices(out: Path) -> tuple[list[int], set[int]]:
     return idx, set(idx)
 
 
+def test_a_session_keeps_its_actors_and_its_lease_across_scorings(local_ray, tmp_path):
+    """A search's evaluator: three scorings (generations) on the actors the first one
+    started, under one lease; a cell already written is not scored again."""
+    from raynas.distributed.driver import ScoringSession
+    from raynas.lock import lease_holder
+    from raynas.storage import open_store
+
+    out = tmp_path / "generations"
+    with ScoringSession(RunOptions(space="nb201", proxies=CHEAP, out=out, max_actors=2), persistent_actors=True) as s:
+        def pids() -> list[int]:
+            return ray.get([a.__ray_call__.remote(lambda self: os.getpid()) for a in s._actors])
+
+        first = s.score([0, 1, 2, 3], shard_size=2)
+        actors, started, lease = list(s._actors), pids(), lease_holder(open_store(out))
+        second = s.score([2, 3, 4, 5, 6], shard_size=2)  # 2 and 3 are there already
+        third = s.score([7], shard_size=2)
+        # The same two actor processes served all three; the lease was never let go.
+        assert len(actors) == 2 and s._actors == actors and pids() == started
+        assert lease_holder(open_store(out)) == lease == s.lease.id
+    assert (first.scored, second.scored, second.already_done, third.scored) == (4, 3, 2, 1)
+    assert lease_holder(open_store(out)) is None  # released on leaving
+    idx, unique = unique_indices(out)
+    assert sorted(idx) == list(range(8))  # each cell once
+    rows = {r["index"]: r for r in load_results(out).to_pylist()}
+    for row in CellScorer("nb201", CHEAP).iter_scores([0, 5, 7]):
+        assert rows[row["index"]]["intrain"] == row["intrain"]
+
+
 def test_end_to_end_to_parquet(local_ray, tmp_path):
     out = tmp_path / "e2e"
     summary = run_scoring(RunOptions(space="nb201", proxies=CHEAP, out=out, limit=24, shard_size=4,

@@ -75,25 +75,28 @@ class ShardScorer:
         logger.info("scorer ready on %s", self.scorer.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        """Ray Data's entry point: a batch of shards."""
+        summary: dict[str, list] = {"part": [], "cells": [], "errors": [], "seconds": []}
+        for cells in batch["cells"]:
+            for key, value in self.score_shard(cells).items():
+                summary[key].append(value)
+        return summary
+
+    def score_shard(self, cells) -> dict[str, Any]:
+        """Score one shard and commit it as one part: {part, cells, errors, seconds}."""
         from raynas.results import part_name, rows_to_table, write_part_atomic
 
         if self.setup_error is not None:
             raise WorkerSetupError(self.setup_error)
-        summary: dict[str, list] = {"part": [], "cells": [], "errors": [], "seconds": []}
-        for cells in batch["cells"]:
-            cells = [int(c) for c in cells]
-            start = time.perf_counter()
-            name = part_name(cells)
-            rows, errors = [], 0
-            for row in self.scorer.iter_scores(cells):
-                rows.append(row)
-                errors += row["status"] == "error"
-                if self.progress is not None:
-                    self.progress.report.remote(name, len(rows), errors)  # fire and forget
-            write_part_atomic(rows_to_table(rows, self.schema), self.out, name)
-            summary["part"].append(name)
-            summary["cells"].append(len(rows))
-            summary["errors"].append(errors)
-            summary["seconds"].append(time.perf_counter() - start)
-            logger.info("wrote %s (%d cells)", name, len(rows))
-        return summary
+        cells = [int(c) for c in cells]
+        start = time.perf_counter()
+        name = part_name(cells)
+        rows, errors = [], 0
+        for row in self.scorer.iter_scores(cells):
+            rows.append(row)
+            errors += row["status"] == "error"
+            if self.progress is not None:
+                self.progress.report.remote(name, len(rows), errors)  # fire and forget
+        write_part_atomic(rows_to_table(rows, self.schema), self.out, name)
+        logger.info("wrote %s (%d cells)", name, len(rows))
+        return {"part": name, "cells": len(rows), "errors": errors, "seconds": time.perf_counter() - start}

@@ -10,6 +10,7 @@ import os
 import warnings
 import platform
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,23 +166,62 @@ def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float,
 
 
 def run_scoring(opts: RunOptions) -> RunSummary:
-    import time
+    """Score the selected cells into ``opts.out`` (resuming: cells already there are skipped)."""
+    session = ScoringSession(opts)
+    selection = select_cells(session.spec.space, opts.cells, opts.limit)  # bad input fails before any work
+    with session:
+        return session.score(selection)
 
-    start = time.monotonic()
-    out = open_store(opts.out)
-    check_gpus_per_actor(opts.num_gpus_per_actor)
-    spec = opts.spec()
-    config = spec.config()
-    selection = select_cells(spec.space, opts.cells, opts.limit)
-    out.ensure()
-    lease = acquire_lock(out)
-    lease.start_heartbeat()
-    try:
-        check_or_write_run_config(out, config, _versions(), columns=spec.column_roles())
-        if removed := clean_temporaries(out):
-            opts.log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
-        if opts.retry_errors and (healed := drop_superseded_error_rows(out)):
-            opts.log.warning("dropped %d error row(s) an interrupted retry had already replaced", healed)
+
+class ScoringSession:
+    """One results directory held for several scorings: its lease (with a heartbeat) and its
+    run record are taken once, and each :meth:`score` skips the cells already written.
+    ``persistent_actors``: the scoring actors, built on first use, serve every later
+    :meth:`score` (a search's generations: each would otherwise pay the actors' start-up —
+    imports, the space's tables, probe batches — again); without it each :meth:`score` runs
+    a Ray Data actor pool of its own, which grows and shrinks with the cluster."""
+
+    def __init__(self, opts: RunOptions, persistent_actors: bool = False):
+        self.opts, self.persistent_actors = opts, persistent_actors
+        check_gpus_per_actor(opts.num_gpus_per_actor)
+        self.spec = opts.spec()
+        self.config = self.spec.config()
+        self.out = open_store(opts.out)
+        self.lease: Lease | None = None
+        self._actors: list | None = None
+        self._device = "-"
+
+    def __enter__(self) -> ScoringSession:
+        self.out.ensure()
+        self.lease = acquire_lock(self.out)
+        self.lease.start_heartbeat()
+        try:
+            check_or_write_run_config(self.out, self.config, _versions(), columns=self.spec.column_roles())
+            if removed := clean_temporaries(self.out):
+                self.opts.log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
+            if self.opts.retry_errors and (healed := drop_superseded_error_rows(self.out)):
+                self.opts.log.warning("dropped %d error row(s) an interrupted retry had already replaced", healed)
+        except BaseException:
+            self.lease.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._actors:
+            import ray
+
+            for actor in self._actors:
+                ray.kill(actor)
+            self._actors = None
+        self.lease.release()
+
+    def score(self, cells: Sequence[int | str], shard_size: int | None = None) -> RunSummary:
+        """Score those of ``cells`` not yet in the directory (``shard_size``: cells per part)."""
+        import time
+
+        start = time.monotonic()
+        opts, out = self.opts, self.out
+        selection = select_cells(self.spec.space, cells, None)
         scan = scan_results(out)
         selected = set(selection)
         errors = scan.errors & selected
@@ -197,49 +237,51 @@ def run_scoring(opts: RunOptions) -> RunSummary:
         if not todo:
             return RunSummary(str(out), len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept)
 
-        written, progress, device, actors = _score(opts, out, config, todo, already, lease)
+        score = self._score_on_own_actors if self.persistent_actors else self._score_on_ray_data
+        written, progress, device, actors = score(todo, already, shard_size or opts.shard_size)
         if opts.retry_errors and errors:
             drop_replaced_rows(out, errors, keep=written)
         return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors, device,
                           actors, time.monotonic() - start, kept)
-    finally:
-        lease.release()
 
+    def _shards(self, todo: list[int], device: str, shard_size: int | None) -> list[list[int]]:
+        size = shard_size or DEFAULT_SHARD[device]
+        return [todo[i : i + size] for i in range(0, len(todo), size)]
 
-def _score(opts: RunOptions, out: Store, config: dict, todo: list[int], already: int, lease: Lease):
-    """Score ``todo`` on the actor pool; returns (parts written, progress, device, actors)."""
-    import ray
+    def _score_on_ray_data(self, todo: list[int], already: int, shard_size: int | None):
+        """Score ``todo`` on a Ray Data actor pool; returns (parts written, progress, device, actors)."""
+        import ray
 
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from raynas.distributed.quiet import HARMLESS_ACTOR_ARGS_WARNING, dropping_stderr_lines, quiet_ray_data
+        from raynas.distributed.quiet import HARMLESS_ACTOR_ARGS_WARNING, dropping_stderr_lines, quiet_ray_data
 
-    _connect(opts.address)
-    quiet_ray_data()
-    device, actors, gpus_per_actor = _plan_actors(opts, todo, config)
-    size = opts.shard_size or DEFAULT_SHARD[device]
-    shards = [todo[i : i + size] for i in range(0, len(todo), size)]
-    actors = max(1, min(actors, len(shards)))
-    opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
+        opts, out = self.opts, self.out
+        _connect(opts.address)
+        quiet_ray_data()
+        device, actors, gpus_per_actor = _plan_actors(opts, todo, self.config)
+        shards = self._shards(todo, device, shard_size)
+        actors = max(1, min(actors, len(shards)))
+        opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
-    ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
-    dataset = ray.data.from_items([{"cells": s} for s in shards], override_num_blocks=len(shards))
-    # On the driver's node: a worker node that goes away must not take the board with it.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-    board = ray.remote(num_cpus=0, scheduling_strategy=here)(ProgressBoard).remote()
-    with warnings.catch_warnings():
-        # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
-        # **ray_remote_args, which warns about a deprecation planned for 2.64.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, config, board, lease.id)
-    progress = Progress(len(todo), already, opts.progress_interval_s)
-    written: list[str] = []
-    try:
-        with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING):
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
+        ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
+        dataset = ray.data.from_items([{"cells": s} for s in shards], override_num_blocks=len(shards))
+        # On the driver's node: a worker node that goes away must not take the board with it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        board = ray.remote(num_cpus=0, scheduling_strategy=here)(ProgressBoard).remote()
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
+            # **ray_remote_args, which warns about a deprecation planned for 2.64.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, self.config, board,
+                                    self.lease.id)
+        progress = Progress(len(todo), already, opts.progress_interval_s)
+        written: list[str] = []
+        with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING), stopping_with_cause(progress, len(todo)):
             for summary in _rows_with_ticks(summaries, opts.progress_interval_s):
-                lease.check()  # another driver took the directory over: stop writing
+                self.lease.check()  # another driver took the directory over: stop writing
                 if summary is None:  # no shard finished within the interval: the board's count
                     try:
                         progress.live(*ray.get(board.totals.remote(), timeout=10))
@@ -248,13 +290,54 @@ def _score(opts: RunOptions, out: Store, config: dict, todo: list[int], already:
                     continue
                 written.append(str(summary["part"]))
                 progress.commit(int(summary["cells"]), int(summary["errors"]))
+        return written, progress, device, actors
+
+    def _score_on_own_actors(self, todo: list[int], already: int, shard_size: int | None):
+        """Score ``todo`` on this session's actors (started by the first call, sized to its
+        shards); returns (parts written, progress, device, actors)."""
+        import ray
+        from ray.util import ActorPool
+
+        from raynas.distributed.actor import ShardScorer
+
+        opts = self.opts
+        _connect(opts.address)
+        if self._actors is None:
+            device, actors, gpus_per_actor = _plan_actors(opts, todo, self.config)
+            actors = max(1, min(actors, len(self._shards(todo, device, shard_size))))
+            remote = ray.remote(ShardScorer).options(num_cpus=opts.cpus_per_actor, num_gpus=gpus_per_actor or 0,
+                                                     max_restarts=opts.max_restarts,
+                                                     max_task_retries=opts.max_task_retries)
+            self._actors = [remote.remote(self.config, device, self.out.uri, int(opts.cpus_per_actor), None,
+                                          self.lease.id) for _ in range(actors)]
+            self._device = device
+            opts.log.info("started %d %s scoring actor(s), kept for every later call", actors, device.upper())
+        shards = self._shards(todo, self._device, shard_size)
+        opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), len(self._actors),
+                      self._device.upper())
+        progress = Progress(len(todo), already, opts.progress_interval_s)
+        written: list[str] = []
+        pool = ActorPool(self._actors)
+        with stopping_with_cause(progress, len(todo)):
+            for summary in pool.map_unordered(lambda actor, shard: actor.score_shard.remote(shard), shards):
+                self.lease.check()
+                written.append(summary["part"])
+                progress.commit(summary["cells"], summary["errors"])
+        return written, progress, self._device, len(self._actors)
+
+
+@contextmanager
+def stopping_with_cause(progress: Progress, total: int):
+    """A worker's setup failure (which Ray wraps in several layers) stops the run with its
+    cause and says that the committed parts are kept."""
+    try:
+        yield
     except Exception as exc:  # noqa: BLE001 — Ray wraps the cause in several layers
         cause = root_cause(exc)
         if cause is None:
             raise
-        raise RuntimeError(f"the run stopped after {progress.committed} of {len(todo)} cells; "
+        raise RuntimeError(f"the run stopped after {progress.committed} of {total} cells; "
                            f"committed parts are kept, rerun to resume. Cause: {cause}") from None
-    return written, progress, device, actors
 
 
 def _rows_with_ticks(dataset, interval_s: float):
