@@ -174,11 +174,13 @@ def test_killed_driver_resumes_exactly_once(tmp_path):
     cmd = [sys.executable, "-m", "raynas.cli", "score", "nb201", "--proxies", SLOWER, "--out", str(out),
            "--limit", "40", "--shard-size", "2", "--progress-interval", "1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "first-driver.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=sink, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 2 and proc.poll() is None:
         time.sleep(0.2)
-    assert proc.poll() is None, "driver ended before it could be killed"
+    assert proc.poll() is None, "driver ended before it could be killed:\n" + log.read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     before = len(load_results(out))

@@ -190,11 +190,13 @@ def test_score_kill_resume_report_on_object_storage(endpoint, tmp_path):
     cmd = [sys.executable, "-m", "raynas.cli", "score", "nb201", "--proxies", CHEAP, "--out", uri,
            "--limit", "24", "--shard-size", "2", "--progress-interval", "1"]
     env = {**os.environ, **endpoint_env}
-    proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "first-driver.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=sink, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while time.time() < deadline and len(scan_results(uri).accepted) < 2 and proc.poll() is None:
         time.sleep(0.3)
-    assert proc.poll() is None, "the driver ended before it could be killed"
+    assert proc.poll() is None, "the driver ended before it could be killed:\n" + log.read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
     proc.wait()
     before = len(load_results(uri))
