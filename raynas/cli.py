@@ -193,12 +193,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                 "--scores %s holds %d of %s's %d cells: the search stops if it draws a cell outside them "
                 "(--out scores as it goes)", args.scores, table.num_rows, space.name, len(space))
         evaluator = TableEvaluator(table, fitness.needed_columns)
+        scoring = contextlib.nullcontext()
     else:
         evaluator, roles = _ray_evaluator(args, fitness)
+        scoring = evaluator.session  # scoring as it goes: one lease and one set of actors for the search
     # Directions as the proxies declare them.
     fitness = dataclasses.replace(fitness, lower_is_better=frozenset(lower_is_better(roles)))
-    session = getattr(evaluator, "session", None)  # scoring as it goes: one lease, one set of actors
-    with session if session is not None else contextlib.nullcontext():
+    with scoring:
         state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
                            population=args.population, sample_size=args.sample_size, generation=args.generation)
     accuracy = _accuracy_by_cell(space, args.dataset)

@@ -261,8 +261,6 @@ def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.T
             # Samples are independent, so the gradient of the summed loss at sample n is the
             # gradient of sample n's own loss.
             loss = F.cross_entropy(model(x), labels, reduction="sum")
-            for h in handles:
-                h.remove()
             if any(c.overwritten() for c in calls):
                 return None
             torch.autograd.grad(loss, x)
