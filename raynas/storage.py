@@ -78,8 +78,11 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------
     def write_table(self, name: str, table: pa.Table) -> None:
-        """The whole table under ``name``, visible only when complete (replaces any)."""
-        raise NotImplementedError
+        """The whole table under ``name``, visible only when complete (replaces any): on an
+        object store, the Parquet file serialised in memory and written as one object."""
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self.write_bytes(name, sink.getvalue().to_pybytes())
 
     def write_bytes(self, name: str, data: bytes) -> None:
         raise NotImplementedError
@@ -239,11 +242,6 @@ class ObjectStore(Store):
     def read_schema(self, name: str) -> pa.Schema:
         return pq.read_schema(self._key(name), filesystem=self.fs)
 
-    def write_table(self, name: str, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        self.write_bytes(name, sink.getvalue().to_pybytes())
-
     def write_bytes(self, name: str, data: bytes) -> None:
         # One object, written by one upload: invisible to readers until it completes.
         with self.fs.open_output_stream(self._key(name)) as stream:
@@ -377,11 +375,6 @@ class GCSStore(Store):
 
     def read_schema(self, name: str) -> pa.Schema:
         return pq.read_schema(pa.BufferReader(self.read_bytes(name)))
-
-    def write_table(self, name: str, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        self.write_bytes(name, sink.getvalue().to_pybytes())
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self._blob(name).upload_from_string(data)
