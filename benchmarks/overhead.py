@@ -7,7 +7,9 @@ e.g. the grouped-convolution backward looping over groups); host syncs per cell
 (``aten::_local_scalar_dense``: every ``float()``/``.item()``; a ``.tolist()`` of a CPU
 tensor is invisible to the profiler, so the one read-back per proxy of the new path adds 1
 on a GPU); and the dispatch-bound time per cell — the time with a tiny
-probe, where arithmetic is negligible (InTrain batch 4 at 8×8, GradAlign batch 20).
+probe, where arithmetic is negligible (InTrain batch 4 at 8×8; GradAlign batch 20 with its
+probe images average-pooled to 8×8, as GradAlign has no resolution option; GradAlign batch 20
+at the native 32×32 is reported beside it, as the issue first measured it).
 The same figures for a baseline version of raynas (a git ref, exported with ``git archive``
 into the git-ignored ``.baseline/``) come from the same run, side by side:
 
@@ -32,7 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = (13714, 6111, 100, 2000, 9000)
 PROXIES = ("intrain", "gradalign", "grad_norm", "synflow", "naswot", "zico", "zen")
-TINY = {"intrain": "intrain:batch_size=4,resolution=8", "gradalign": "gradalign:batch_size=20"}
+# proxy → (tiny spec, side of the probe images it is pooled to, or None to keep them)
+TINY = {"intrain": ("intrain:batch_size=4,resolution=8", None), "gradalign": ("gradalign:batch_size=20", 8)}
+SMALL_BATCH = {"gradalign": "gradalign:batch_size=20"}  # at 32×32: arithmetic is not negligible on a CPU
 
 
 def export_baseline(ref: str) -> Path:
@@ -77,6 +81,25 @@ def median_time(scorer, cells) -> float:
     return statistics.median(times)
 
 
+def tiny_scorer(proxy: str, device: str | None):
+    """A scorer on the tiny probe: its images pooled to ``side`` × ``side`` where the proxy
+    has no resolution option (the same data for every version: ``_probes`` is as old as
+    the baseline)."""
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    from raynas.scoring import CellScorer
+
+    spec, side = TINY[proxy]
+    scorer = CellScorer("nb201", spec, device=device, measure_memory=False)
+    if side:
+        for key, batch in scorer._probes.items():
+            if batch is not None and batch.inputs.shape[-1] > side:
+                scorer._probes[key] = dataclasses.replace(batch, inputs=F.adaptive_avg_pool2d(batch.inputs, side))
+    return scorer
+
+
 def use_gpu_code_path() -> None:
     """Take the code paths raynas takes on a GPU (stacked PRs, segment reductions) on this
     CPU, so that their dispatch can be counted without a GPU."""
@@ -104,7 +127,10 @@ def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) 
         aten, top, syncs = count_calls(scorer, list(CELLS))
         entry = {"aten_calls": aten, "top_level_calls": top, "host_syncs": syncs}
         if proxy in TINY:
-            entry["dispatch_s"] = median_time(CellScorer("nb201", TINY[proxy], device=device, measure_memory=False), list(CELLS))
+            entry["dispatch_s"] = median_time(tiny_scorer(proxy, device), list(CELLS))
+        if proxy in SMALL_BATCH:
+            entry["small_batch_s"] = median_time(CellScorer("nb201", SMALL_BATCH[proxy], device=device,
+                                                            measure_memory=False), list(CELLS))
         result["proxies"][proxy] = entry
     return result
 
@@ -136,6 +162,10 @@ def table(after: dict, before: dict | None) -> str:
         b = sum(before["proxies"][p]["dispatch_s"] for p in ("intrain", "gradalign"))
         a = sum(after["proxies"][p]["dispatch_s"] for p in ("intrain", "gradalign"))
         lines.append(f"intrain + gradalign dispatch-bound: {b * 1000:,.1f} → {a * 1000:,.1f} ms/cell ({b / a:.1f}×)")
+    for proxy in SMALL_BATCH:
+        if before and "small_batch_s" in after["proxies"].get(proxy, {}) and "small_batch_s" in before["proxies"].get(proxy, {}):
+            b, a = before["proxies"][proxy]["small_batch_s"], after["proxies"][proxy]["small_batch_s"]
+            lines.append(f"{SMALL_BATCH[proxy]} at native resolution: {b * 1000:,.1f} → {a * 1000:,.1f} ms/cell ({b / a:.1f}×)")
     return "\n".join(lines)
 
 

@@ -340,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "GPU memory on the space's heaviest cell against the GPU's size)")
     score.add_argument("--cpus-per-actor", type=float, default=1.0)
     score.add_argument("--max-actors", type=int)
-    score.add_argument("--shard-size", type=int, help="cells per task and per Parquet part")
+    score.add_argument("--shard-size", type=int,
+                       help="cells per task and per Parquet part (default: 16 on CPU, 128 on GPU, fewer when "
+                            "that would leave actors idle)")
     score.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     score.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     score.add_argument("--retry-errors", action="store_true",

@@ -3,7 +3,7 @@ benchmarks/gpu_suite.py; the planning is arithmetic, checked here)."""
 
 import pytest
 
-from raynas.distributed.driver import calibration_cell, check_gpus_per_actor
+from raynas.distributed.driver import calibration_cell, check_gpus_per_actor, split_into_shards
 from raynas.distributed.packing import Footprint, plan_packing
 from raynas.spaces import get_space
 
@@ -40,3 +40,13 @@ def test_calibration_uses_the_heaviest_nb201_cell():
     cell = calibration_cell("nb201", [5, 6])
     assert set(space.ops(cell)) == {"nor_conv_3x3"}
     assert calibration_cell("nb101", [42, 7]) == 42  # no declared heaviest cell: the first to score
+
+
+def test_shards_shrink_so_that_every_packed_actor_gets_work():
+    cells = list(range(300))
+    shards = split_into_shards(cells, "cuda", None, actors=8)  # 128 a shard would feed 3 of 8
+    assert len(shards) == 8 and max(map(len, shards)) == 38
+    assert [c for s in shards for c in s] == cells  # every cell once, in order
+    assert list(map(len, split_into_shards(list(range(15_625)), "cuda", None, actors=8)))[:2] == [128, 128]
+    assert list(map(len, split_into_shards(cells, "cuda", 100, actors=8))) == [100, 100, 100]  # asked for
+    assert split_into_shards([5, 6], "cpu", None, actors=4) == [[5], [6]]

@@ -6,6 +6,7 @@ report progress. Rows are committed by the actors (:mod:`raynas.distributed.acto
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 import platform
@@ -244,10 +245,6 @@ class ScoringSession:
         return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors, device,
                           actors, time.monotonic() - start, kept)
 
-    def _shards(self, todo: list[int], device: str, shard_size: int | None) -> list[list[int]]:
-        size = shard_size or DEFAULT_SHARD[device]
-        return [todo[i : i + size] for i in range(0, len(todo), size)]
-
     def _score_on_ray_data(self, todo: list[int], already: int, shard_size: int | None):
         """Score ``todo`` on a Ray Data actor pool; returns (parts written, progress, device, actors)."""
         import ray
@@ -260,7 +257,7 @@ class ScoringSession:
         _connect(opts.address)
         quiet_ray_data()
         device, actors, gpus_per_actor = _plan_actors(opts, todo, self.config)
-        shards = self._shards(todo, device, shard_size)
+        shards = split_into_shards(todo, device, shard_size, actors)
         actors = max(1, min(actors, len(shards)))
         opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
 
@@ -304,7 +301,7 @@ class ScoringSession:
         _connect(opts.address)
         if self._actors is None:
             device, actors, gpus_per_actor = _plan_actors(opts, todo, self.config)
-            actors = max(1, min(actors, len(self._shards(todo, device, shard_size))))
+            actors = max(1, min(actors, len(split_into_shards(todo, device, shard_size, actors))))
             remote = ray.remote(ShardScorer).options(num_cpus=opts.cpus_per_actor, num_gpus=gpus_per_actor or 0,
                                                      max_restarts=opts.max_restarts,
                                                      max_task_retries=opts.max_task_retries)
@@ -312,7 +309,7 @@ class ScoringSession:
                                           self.lease.id) for _ in range(actors)]
             self._device = device
             opts.log.info("started %d %s scoring actor(s), kept for every later call", actors, device.upper())
-        shards = self._shards(todo, self._device, shard_size)
+        shards = split_into_shards(todo, self._device, shard_size, len(self._actors))
         opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), len(self._actors),
                       self._device.upper())
         progress = Progress(len(todo), already, opts.progress_interval_s)
@@ -324,6 +321,13 @@ class ScoringSession:
                 written.append(summary["part"])
                 progress.commit(summary["cells"], summary["errors"])
         return written, progress, self._device, len(self._actors)
+
+
+def split_into_shards(todo: list[int], device: str, shard_size: int | None, actors: int) -> list[list[int]]:
+    """``todo`` in parts of ``shard_size`` cells, or of the device's default shrunk so that
+    every actor gets work (300 cells on 8 packed GPU actors: 8 shards, not 3 of 128)."""
+    size = shard_size or min(DEFAULT_SHARD[device], max(1, math.ceil(len(todo) / actors)))
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
 @contextmanager
