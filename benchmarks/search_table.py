@@ -13,6 +13,13 @@ dataset a fitness column comes from that dataset's own table, else the structura
 proxy's ranking computed with CIFAR-10's classifier and input size, against the other
 dataset's accuracies); otherwise the cell is "–". Accuracy: NB201 test accuracy of the
 chosen cell on each dataset (``raynas.spaces.nb201.ACCURACY_OF``).
+
+``--subset``: the tables hold the same part of the space (a proxy scored only there, e.g.
+GradAlign in ``data/scores/partial/nb201_cifar10_gpu``); the searches then run over those
+cells alone, every fitness on the same cells, ``sample`` only (a mutation would leave them):
+
+    python benchmarks/search_table.py --subset --fitness gradalign_2,intrain,params \
+        --table cifar10=data/scores/partial/nb201_cifar10_gpu/part-0000000-c8d3835cc1.parquet
 """
 
 from __future__ import annotations
@@ -41,9 +48,28 @@ def accuracies(dataset: str) -> np.ndarray:
     return truth.column(ACCURACY_OF[dataset]).to_numpy()
 
 
+class Cells:
+    """The part of the space a ``--subset`` search draws from: ``len`` is all sampling needs."""
+
+    def __init__(self, count: int):
+        self.count, self.name = count, "nb201-subset"
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def renumbered(table, cells: np.ndarray):
+    """``table`` with its cells numbered by their position in ``cells``."""
+    import pyarrow as pa
+
+    position = {int(c): i for i, c in enumerate(cells)}
+    index = [position[int(c)] for c in table.column("index").to_pylist()]
+    return table.set_column(table.column_names.index("index"), "index", pa.array(index, pa.int64()))
+
+
 def repeated(strategy: str, size: int, evaluator: TableEvaluator, fitness: Fitness, accuracy: np.ndarray,
-             runs: int) -> np.ndarray:
-    space = get_space("nb201")
+             runs: int, space=None) -> np.ndarray:
+    space = space if space is not None else get_space("nb201")
     chosen = []
     for seed in range(runs):
         state = run_search(strategy, space, evaluator, fitness, seed, n=size, budget=size, generation=1)
@@ -65,6 +91,8 @@ def main() -> None:
     ap.add_argument("--fitness", default="params", help="comma-separated fitness columns")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--transfer", help="the dataset whose table serves datasets without one (marked †)")
+    ap.add_argument("--subset", action="store_true",
+                    help="the tables hold the same part of the space: sample searches over those cells only")
     args = ap.parse_args()
     tables = {}
     for item in args.table:
@@ -72,15 +100,26 @@ def main() -> None:
         if name not in (*DATASETS, "structural"):
             raise SystemExit(f"--table {item}: name it after its dataset ({', '.join(DATASETS)}) or 'structural'")
         table = pq.read_table(Path(path))
-        if table.num_rows != 15_625:
-            raise SystemExit(f"{path}: {table.num_rows} cells; lookup needs the whole space (15,625)")
+        if table.num_rows != 15_625 and not args.subset:
+            raise SystemExit(f"{path}: {table.num_rows} cells; lookup needs the whole space (15,625), "
+                             "or --subset to search only the cells it holds")
         tables[name] = table
     truth = {d: accuracies(d) for d in DATASETS}
+    space, plans, universe = None, PLANS, 15_625
+    if args.subset:
+        cells = np.unique(next(iter(tables.values())).column("index").to_numpy())
+        for name, table in tables.items():
+            if not np.array_equal(np.unique(table.column("index").to_numpy()), cells):
+                raise SystemExit(f"--subset: table {name} holds other cells than the rest")
+        tables = {name: renumbered(table, cells) for name, table in tables.items()}
+        truth = {d: acc[cells] for d, acc in truth.items()}
+        space, plans, universe = Cells(len(cells)), [p for p in PLANS if p[0] == "sample" and p[1] < len(cells)], len(cells)
+        print(f"over the {len(cells):,} cells the tables hold ({cells.min()}–{cells.max()}), sample only; ", end="")
     print(f"{args.runs} searches each (seeds 0..{args.runs - 1}); accuracy of the chosen cell, mean ± std\n")
     print("| strategy | N / budget | fitness (table) | CIFAR-10 | CIFAR-100 | ImageNet16-120 |")
     print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)  # a random cell, for scale
-    picks = rng.choice(15_625, size=args.runs, replace=False)
+    picks = rng.choice(universe, size=args.runs, replace=False)
     print("| random cell | 1 | – | " + " | ".join(f"{truth[d][picks].mean():.2f} ± {truth[d][picks].std():.2f}"
                                                for d in DATASETS) + " |")
     for column in args.fitness.split(","):
@@ -88,14 +127,14 @@ def main() -> None:
         if not any(sources.values()):
             raise SystemExit(f"no table has column {column!r}")
         evaluators = {name: TableEvaluator(tables[name], [column]) for name in set(sources.values()) if name}
-        for strategy, size in PLANS:
+        for strategy, size in plans:
             cells = []
             for d in DATASETS:
                 source = sources[d]
                 if source is None:
                     cells.append("–")
                     continue
-                chosen = repeated(strategy, size, evaluators[source], Fitness.parse(column), truth[d], args.runs)
+                chosen = repeated(strategy, size, evaluators[source], Fitness.parse(column), truth[d], args.runs, space)
                 mark = " †" if source not in (d, "structural") else ""
                 cells.append(f"{chosen.mean():.2f} ± {chosen.std():.2f}{mark}")
             label = "structural" if set(sources.values()) <= {"structural", None} else "scored"

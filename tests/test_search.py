@@ -159,3 +159,23 @@ def test_lookup_in_a_partial_table_warns_and_stops_at_a_missing_cell(tmp_path, c
         assert main(["search", "nb201", "--fitness", "params", "--scores", str(partial)]) == 2
     assert any("holds 100 of nb201's 15625 cells" in r.getMessage() for r in caplog.records)
     assert "is not in the scores table (100 cells); lookup needs a table of the whole space" in capsys.readouterr().err
+
+
+def test_search_table_searches_a_scored_part_of_the_space_on_its_cells_only(tmp_path, truth):
+    """benchmarks/search_table.py --subset: a proxy scored only on some cells (GradAlign on
+    the GPU's partial run) is searched over those cells, never outside them."""
+    cells = np.random.default_rng(1).choice(NUM_CELLS, size=1500, replace=False)
+    oracle = [truth[int(c)] for c in cells]  # a perfect proxy: the chosen cell is each draw's best
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"index": cells, "oracle": oracle}), path)
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "search_table.py")
+    whole = subprocess.run([sys.executable, script, "--table", f"cifar10={path}", "--fitness", "oracle"],
+                           capture_output=True, text=True)
+    assert whole.returncode != 0 and "--subset" in whole.stderr  # lookup alone needs every cell
+    out = subprocess.run([sys.executable, script, "--subset", "--table", f"cifar10={path}", "--fitness", "oracle",
+                          "--runs", "20"], capture_output=True, text=True, check=True).stdout
+    rows = {line.split("|")[2].strip(): float(line.split("|")[4].split("±")[0])
+            for line in out.splitlines() if line.startswith("| sample |")}
+    assert list(rows) == ["10", "100", "1000"]  # sample only, N below the 1,500 cells
+    assert rows["10"] < rows["100"] < rows["1000"] <= max(oracle)
+    assert max(oracle) - rows["1000"] < 0.3  # 1,000 of these 1,500 cells nearly always hold their best
