@@ -28,6 +28,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raynas.search import Fitness, TableEvaluator, run_search
@@ -48,20 +49,8 @@ def accuracies(dataset: str) -> np.ndarray:
     return truth.column(ACCURACY_OF[dataset]).to_numpy()
 
 
-class Cells:
-    """The part of the space a ``--subset`` search draws from: ``len`` is all sampling needs."""
-
-    def __init__(self, count: int):
-        self.count, self.name = count, "nb201-subset"
-
-    def __len__(self) -> int:
-        return self.count
-
-
 def renumbered(table, cells: np.ndarray):
     """``table`` with its cells numbered by their position in ``cells``."""
-    import pyarrow as pa
-
     position = {int(c): i for i, c in enumerate(cells)}
     index = [position[int(c)] for c in table.column("index").to_pylist()]
     return table.set_column(table.column_names.index("index"), "index", pa.array(index, pa.int64()))
@@ -69,6 +58,8 @@ def renumbered(table, cells: np.ndarray):
 
 def repeated(strategy: str, size: int, evaluator: TableEvaluator, fitness: Fitness, accuracy: np.ndarray,
              runs: int, space=None) -> np.ndarray:
+    """Accuracies of the cells ``runs`` searches choose; ``space``: NB201, or for ``--subset``
+    the renumbered cells (``range(k)``: sampling needs only their count)."""
     space = space if space is not None else get_space("nb201")
     chosen = []
     for seed in range(runs):
@@ -113,7 +104,7 @@ def main() -> None:
                 raise SystemExit(f"--subset: table {name} holds other cells than the rest")
         tables = {name: renumbered(table, cells) for name, table in tables.items()}
         truth = {d: acc[cells] for d, acc in truth.items()}
-        space, plans, universe = Cells(len(cells)), [p for p in PLANS if p[0] == "sample" and p[1] < len(cells)], len(cells)
+        space, plans, universe = range(len(cells)), [p for p in PLANS if p[0] == "sample" and p[1] < len(cells)], len(cells)
         print(f"over the {len(cells):,} cells the tables hold ({cells.min()}–{cells.max()}), sample only; ", end="")
     print(f"{args.runs} searches each (seeds 0..{args.runs - 1}); accuracy of the chosen cell, mean ± std\n")
     print("| strategy | N / budget | fitness (table) | CIFAR-10 | CIFAR-100 | ImageNet16-120 |")
