@@ -57,10 +57,9 @@ def renumbered(table, cells: np.ndarray):
 
 
 def repeated(strategy: str, size: int, evaluator: TableEvaluator, fitness: Fitness, accuracy: np.ndarray,
-             runs: int, space=None) -> np.ndarray:
+             runs: int, space) -> np.ndarray:
     """Accuracies of the cells ``runs`` searches choose; ``space``: NB201, or for ``--subset``
     the renumbered cells (``range(k)``: sampling needs only their count)."""
-    space = space if space is not None else get_space("nb201")
     chosen = []
     for seed in range(runs):
         state = run_search(strategy, space, evaluator, fitness, seed, n=size, budget=size, generation=1)
@@ -96,7 +95,7 @@ def main() -> None:
                              "or --subset to search only the cells it holds")
         tables[name] = table
     truth = {d: accuracies(d) for d in DATASETS}
-    space, plans, universe = None, PLANS, 15_625
+    space, plans = get_space("nb201"), PLANS
     if args.subset:
         cells = np.unique(next(iter(tables.values())).column("index").to_numpy())
         for name, table in tables.items():
@@ -104,13 +103,13 @@ def main() -> None:
                 raise SystemExit(f"--subset: table {name} holds other cells than the rest")
         tables = {name: renumbered(table, cells) for name, table in tables.items()}
         truth = {d: acc[cells] for d, acc in truth.items()}
-        space, plans, universe = range(len(cells)), [p for p in PLANS if p[0] == "sample" and p[1] < len(cells)], len(cells)
+        space, plans = range(len(cells)), [p for p in PLANS if p[0] == "sample" and p[1] < len(cells)]
         print(f"over the {len(cells):,} cells the tables hold ({cells.min()}–{cells.max()}), sample only; ", end="")
     print(f"{args.runs} searches each (seeds 0..{args.runs - 1}); accuracy of the chosen cell, mean ± std\n")
     print("| strategy | N / budget | fitness (table) | CIFAR-10 | CIFAR-100 | ImageNet16-120 |")
     print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)  # a random cell, for scale
-    picks = rng.choice(universe, size=args.runs, replace=False)
+    picks = rng.choice(len(space), size=args.runs, replace=False)
     print("| random cell | 1 | – | " + " | ".join(f"{truth[d][picks].mean():.2f} ± {truth[d][picks].std():.2f}"
                                                for d in DATASETS) + " |")
     for column in args.fitness.split(","):
