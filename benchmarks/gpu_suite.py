@@ -17,11 +17,14 @@ Phases, each skipped when the budget is spent, each adding to ``OUT/gpu_suite.js
    ``CellScorer(device=...)`` scoring the same fixed NB201 cells with intrain + gradalign on
    CIFAR-10 (the shipped probes), started together after a warm-up: cells/s for each, and
    per-proxy ms/cell and peak GPU memory at one worker — for this checkout and for the
-   baseline package, in the same run.
+   baseline package(s), in the same run (``--baseline-dir [NAME=]FOLDER``, repeatable).
+   **profile**: where one process's time goes — per proxy, wall ms per cell, and under
+   torch.profiler the GPU kernels per cell, the GPU's busy time per cell and the kernels
+   that take most of it (``params`` alone: the network's build).
 2. **ray**: ``raynas score nb201 --device DEVICE`` on an embedded Ray with packed actors
    (GPUs per actor measured), a few hundred cells, checked exactly-once.
 3. **whole**: as much of the whole NB201 space as the time left allows, through the same
-   command, compacted into ``OUT/nb201_cifar10_whole.parquet`` (index-sorted; resumable).
+   command (into ``--whole-dir`` when given, resuming a run already there), compacted into ``OUT/nb201_cifar10_whole.parquet`` (index-sorted; resumable).
 
 ``--device cpu --tiny`` runs every phase end to end at toy sizes (the test suite does, so the
 suite cannot rot).
@@ -84,6 +87,63 @@ def worker_main(args: argparse.Namespace) -> None:
     }))
 
 
+def profile_main(args: argparse.Namespace) -> None:
+    """Where one process's time goes, per proxy: wall ms per cell (no profiler), and under
+    torch.profiler the GPU's kernels and busy time per cell (the sum of kernel and copy
+    durations, one stream) with the kernels that take most of it. Each proxy is scored by
+    a scorer of its own, so each figure includes the network's build; ``params`` (no GPU
+    work of its own) is that build alone. Prints one JSON line."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from raynas.scoring import CellScorer
+
+    torch.set_num_threads(1)
+    cells = [int(c) for c in args.cells.split(",")]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    result = {}
+    for proxy in args.proxies.split(";"):
+        scorer = CellScorer("nb201", proxy, dataset="cifar10", seed=0, device=args.device, measure_memory=False)
+        scorer.score(cells[0])
+        times = []
+        for c in cells:
+            sync()
+            start = time.perf_counter()
+            scorer.score(c)
+            sync()
+            times.append(time.perf_counter() - start)
+        with profile(activities=activities) as prof:
+            for c in cells:
+                scorer.score(c)
+            sync()
+        device_events = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+        by_name: dict[str, float] = {}
+        for e in device_events:
+            by_name[e.name] = by_name.get(e.name, 0.0) + e.time_range.elapsed_us()
+        top = sorted(by_name.items(), key=lambda kv: -kv[1])[:8]
+        result[proxy] = {
+            "wall_ms": 1000 * statistics.median(times),
+            "gpu_ops_per_cell": len(device_events) / len(cells),
+            "gpu_busy_ms_per_cell": sum(by_name.values()) / 1000 / len(cells),
+            "top_gpu_ms_per_cell": {k[:90]: v / 1000 / len(cells) for k, v in top},
+            "cpu_ops_per_cell": sum(e.name.startswith("aten::") for e in prof.events()) / len(cells),
+        }
+    print(json.dumps(result))
+
+
+def profile_point(pythonpath: Path, cells: list[int], device: str, proxies: str, timeout: float) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "RAYNAS_DATA_DIR": os.environ.get("RAYNAS_DATA_DIR", str(ROOT / "raynas" / "data"))}
+    done = subprocess.run([sys.executable, __file__, "--profile-worker", "--device", device, "--proxies", proxies,
+                           "--cells", ",".join(map(str, cells))], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode:
+        raise RuntimeError(f"profile worker failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def sweep_point(pythonpath: Path, workers: int, cells: list[int], device: str, proxies: str, timeout: float) -> dict:
     """``workers`` processes scoring ``cells`` each, timed from the common go signal."""
     sync = Path(tempfile.mkdtemp(prefix="raynas-sweep-"))
@@ -119,6 +179,15 @@ def sweep_point(pythonpath: Path, workers: int, cells: list[int], device: str, p
             "errors": sum(r["errors"] for r in results), "raynas": results[0]["raynas"],
             "ms_per_cell": results[0]["ms_per_cell"], "peak_mb": results[0]["peak_mb"],
             "build_ms": results[0]["build_ms"]}
+
+
+def baseline_version(arg: str) -> tuple[str, Path]:
+    """``NAME=FOLDER`` or ``FOLDER`` (named ``baseline``)."""
+    name, _, folder = arg.rpartition("=")
+    path = Path(folder).resolve()
+    if not (path / "raynas").is_dir():
+        raise SystemExit(f"--baseline-dir {arg}: no raynas/ package in {path}")
+    return name or "baseline", path
 
 
 # -- phases 2 and 3: through Ray ------------------------------------------------------------
@@ -192,11 +261,11 @@ def run(args: argparse.Namespace) -> dict:
     suite = Suite(Path(args.out), args.budget_s)
     report = suite.report
     report.update(device_facts(args.device))
-    workers = [1, 2] if args.tiny else [1, 2, 4, 8]
+    workers = [1, 2] if args.tiny else [int(n) for n in args.sweep_workers.split(",")]
     cells = fixed_cells(2 if args.tiny else args.sweep_cells)
     proxies = "intrain:batch_size=8,resolution=16;gradalign:batch_size=20" if args.tiny else SWEEP_PROXIES
     report["sweep"] = {"cells": cells, "proxies": proxies, "versions": {}}
-    versions = [("current", ROOT)] + ([("baseline", Path(args.baseline_dir).resolve())] if args.baseline_dir else [])
+    versions = [("current", ROOT)] + [baseline_version(b) for b in args.baseline_dir]
     for name, path in versions:
         points = report["sweep"]["versions"].setdefault(name, [])
         for n in workers:
@@ -213,8 +282,21 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"sweep {name} ×{n} failed: {exc}", flush=True)
             suite.save()
 
+    profile_cells = cells[:2] if args.tiny else cells[: args.profile_cells]
+    if profile_cells and suite.left() > args.ray_reserve_s:
+        try:
+            report["profile"] = profile_point(ROOT, profile_cells, args.device, f"params;{proxies}", suite.left() - 20)
+            for proxy, p in report["profile"].items():
+                print(f"profile {proxy.split(':')[0]:10s} wall {p['wall_ms']:7.1f} ms/cell, GPU busy "
+                      f"{p['gpu_busy_ms_per_cell']:6.1f} ms/cell in {p['gpu_ops_per_cell']:,.0f} kernels/copies, "
+                      f"{p['cpu_ops_per_cell']:,.0f} aten calls", flush=True)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            report["profile_failed"] = str(exc)
+            print(f"profile failed: {exc}", flush=True)
+        suite.save()
+
     ray_cells = 8 if args.tiny else args.ray_cells
-    if suite.left() > 30:
+    if ray_cells and suite.left() > 30:
         run_dir = suite.out / "ray_run"
         code, log = raynas_score(["--device", args.device, "--cells", f"0:{ray_cells}", "--proxies", proxies,
                                   "--out", str(run_dir), "--progress-interval", "5"], suite.left() - 10)
@@ -227,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
         suite.save()
 
     if suite.left() > 30:
-        whole_dir = suite.out / "whole"
+        whole_dir = Path(args.whole_dir) if args.whole_dir else suite.out / "whole"
         whole_proxies = "intrain:batch_size=8,resolution=16;params" if args.tiny else args.whole_proxies
         start = time.monotonic()
         code, log = raynas_score(["--device", args.device, "--all", "--proxies", whole_proxies,
@@ -261,26 +343,34 @@ def print_table(report: dict) -> None:
             peak = ", ".join(f"{k} {v:.0f}" for k, v in p["peak_mb"].items())
             print(f"{name:9s} {p['workers']:7d} {p['cells_per_s']:9.2f}  {per}; {peak}")
     versions = report.get("sweep", {}).get("versions", {})
-    if versions.get("baseline") and versions.get("current"):
-        best = lambda pts: max(p["cells_per_s"] for p in pts)  # noqa: E731
-        one = lambda pts: next(p["cells_per_s"] for p in pts if p["workers"] == 1)  # noqa: E731
-        print(f"speed-up at 1 worker: {one(versions['current']) / one(versions['baseline']):.1f}×; "
-              f"best vs best: {best(versions['current']) / best(versions['baseline']):.1f}×")
+    best = lambda pts: max(p["cells_per_s"] for p in pts)  # noqa: E731
+    one = lambda pts: next((p["cells_per_s"] for p in pts if p["workers"] == 1), float("nan"))  # noqa: E731
+    for name, points in versions.items():
+        if name != "current" and points and versions.get("current"):
+            print(f"speed-up over {name} at 1 worker: {one(versions['current']) / one(points):.1f}×; "
+                  f"best vs best: {best(versions['current']) / best(points):.1f}×")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="folder for gpu_suite.json, logs and the whole-space Parquet")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    ap.add_argument("--baseline-dir", help="a folder holding the pre-change raynas/ package (git archive)")
+    ap.add_argument("--baseline-dir", action="append", default=[],
+                    help="[NAME=]FOLDER holding an earlier raynas/ package (git archive), swept beside this "
+                         "checkout; repeatable (default name: baseline)")
     ap.add_argument("--budget-s", type=float, default=480, help="hard limit of the whole suite")
     ap.add_argument("--sweep-cells", type=int, default=24, help="cells per sweep worker")
-    ap.add_argument("--ray-cells", type=int, default=300)
+    ap.add_argument("--sweep-workers", default="1,2,4,8", help="worker counts of the sweep")
+    ap.add_argument("--profile-cells", type=int, default=4, help="cells of the profile phase (0: skip it)")
+    ap.add_argument("--ray-cells", type=int, default=300, help="cells of the Ray run (0: skip it)")
+    ap.add_argument("--whole-dir", help="results folder of the whole-space phase; an existing run there is resumed "
+                                        "(default: OUT/whole)")
     ap.add_argument("--ray-reserve-s", type=float, default=150, help="seconds the sweep leaves for the Ray phases")
     ap.add_argument("--whole-proxies", default=WHOLE_PROXIES)
     ap.add_argument("--tiny", action="store_true", help="toy sizes (CPU test)")
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--profile-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--proxies", help=argparse.SUPPRESS)
     ap.add_argument("--cells", help=argparse.SUPPRESS)
     ap.add_argument("--ready", help=argparse.SUPPRESS)
@@ -288,6 +378,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         worker_main(args)
+        return
+    if args.profile_worker:
+        profile_main(args)
         return
     if not args.out:
         ap.error("--out is required")

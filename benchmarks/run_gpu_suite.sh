@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
 # The GPU suite as one device command (docs/gpu.md). Prepare here first:
-#   mkdir -p .baseline/bda6610 && git archive bda6610 raynas | tar -x -C .baseline/bda6610
+#   for ref in bda6610; do mkdir -p .baseline/$ref && git archive $ref raynas | tar -x -C .baseline/$ref; done
 #   ../shared/tools/device-kit
 # then run this on the GPU machine with carry [".devicekit", ".baseline"], e.g. timeout 560:
 #   bash benchmarks/run_gpu_suite.sh            # results under $OUT/suite (or ./gpu-suite-out)
+# Environment: BASELINES="bda6610 488ab11" (the .baseline/ folders swept beside this checkout),
+# BUDGET_S (the suite's limit), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
+# whole-space run instead of starting one; it comes back compacted beside the suite's folder).
+# Further arguments go to benchmarks/gpu_suite.py.
 set -euo pipefail
-out=${OUT:-$PWD/gpu-suite-out}/suite
-mkdir -p /tmp/site "$(dirname "$out")"
+root=${OUT:-$PWD/gpu-suite-out}
+out=$root/suite
+mkdir -p /tmp/site "$root"
 tar -xJf .devicekit/site-cp312.tar.xz -C /tmp/site
 python3 -m compileall -q -j0 /tmp/site >/dev/null 2>&1 || true   # workers start from bytecode
 export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python3 benchmarks/gpu_suite.py --out "$out" --baseline-dir .baseline/bda6610 --budget-s "${BUDGET_S:-480}" 2>&1 \
-    | tee "$out.log"
+args=()
+for ref in ${BASELINES:-bda6610}; do args+=(--baseline-dir "$ref=.baseline/$ref"); done
+if [ -n "${RESUME_WHOLE:-}" ]; then
+    whole=/tmp/raynas-whole/$(basename "$RESUME_WHOLE")
+    rm -rf "$whole" && mkdir -p "$(dirname "$whole")" && cp -r "$RESUME_WHOLE" "$whole"
+    args+=(--whole-dir "$whole")
+fi
+python3 benchmarks/gpu_suite.py --out "$out" "${args[@]}" --budget-s "${BUDGET_S:-480}" "$@" 2>&1 | tee "$out.log"
+if [ -n "${RESUME_WHOLE:-}" ]; then
+    python3 benchmarks/compact_run.py "$whole" "$root/$(basename "$RESUME_WHOLE")"
+fi

@@ -37,4 +37,10 @@ def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
     table = pq.read_table(out / "nb201_cifar10_whole.parquet")
     assert table.num_rows == whole["cells"]
     assert table.column("index").to_pylist() == sorted(table.column("index").to_pylist())
-    assert "speed-up at 1 worker" in done.stdout
+    assert "speed-up over baseline at 1 worker" in done.stdout
+    profile = report["profile"]  # where one process's time goes, per proxy (params: the build alone)
+    assert [p.split(":")[0] for p in profile] == ["params", "intrain", "gradalign"]
+    for figures in profile.values():
+        assert figures["wall_ms"] > 0 and figures["cpu_ops_per_cell"] > 0
+        assert figures["gpu_ops_per_cell"] == 0  # on a CPU: no kernels to count
+    assert profile["intrain:batch_size=8,resolution=16"]["cpu_ops_per_cell"] > profile["params"]["cpu_ops_per_cell"]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
 
 BN_MODES = ("per_sample", "eval")
 EXACT_FP32_COLUMNS = 1 << 23  # a ±1 dot product over fewer columns is an exact fp32 integer
+CPU_BLOCK_BYTES = 8 * 2**20
 BYTES_PER_SAMPLE_PARAM = 12  # per-sample gradient + the products / vmap intermediates beside it
 
 
@@ -93,21 +95,19 @@ def class_groups(labels: torch.Tensor) -> list[torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class SizeGroup:
-    """Consecutive classes of one size: rows ``start .. start + classes·size`` of a chunk
-    viewed as (classes, size, columns) with no copy."""
-
-    start: int
-    classes: int
-    size: int
-
-
-@dataclass(frozen=True)
 class Chunk:
-    """Whole classes whose per-sample gradients are computed in one vmap call."""
+    """Whole classes whose per-sample gradients are computed in one pass."""
 
     rows: torch.Tensor  # batch rows, class after class, larger classes first
-    groups: tuple[SizeGroup, ...]
+    sizes: tuple[int, ...]  # samples of each class, in that order
+
+    @property
+    def slots(self) -> torch.Tensor:
+        """Where each row goes in the padded (classes × largest class) layout that the
+        alignment sums work on: every class then has as many rows as the largest, the
+        missing ones zero (a zero gradient has sign 0 and adds nothing to any sum)."""
+        width = self.sizes[0]
+        return torch.cat([torch.arange(size) + k * width for k, size in enumerate(self.sizes)])
 
 
 def plan_chunks(labels: torch.Tensor, max_rows: int) -> list[Chunk]:
@@ -119,73 +119,84 @@ def plan_chunks(labels: torch.Tensor, max_rows: int) -> list[Chunk]:
         if packed[-1] and sum(map(len, packed[-1])) + len(rows) > max_rows:
             packed.append([])
         packed[-1].append(rows)
-    chunks = []
-    for members in packed:
-        groups, start = [], 0
-        for size in sorted({len(r) for r in members}, reverse=True):
-            count = sum(len(r) == size for r in members)
-            groups.append(SizeGroup(start, count, size))
-            start += count * size
-        chunks.append(Chunk(torch.cat(members), tuple(groups)))
-    return chunks
-
-
-def column_blocks(flats: list[torch.Tensor], width: int) -> Iterator[torch.Tensor]:
-    """(rows, ≤ width) blocks over the columns of row-aligned matrices: small ones joined,
-    large ones sliced (views, no copy)."""
-    pending: list[torch.Tensor] = []
-    filled = 0
-    for flat in flats:
-        for a in range(0, flat.shape[1], width):
-            piece = flat[:, a : a + width]
-            if filled + piece.shape[1] > width and pending:
-                yield pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)
-                pending, filled = [], 0
-            pending.append(piece)
-            filled += piece.shape[1]
-    if pending:
-        yield pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)
+    return [Chunk(torch.cat(members), tuple(len(r) for r in members)) for members in packed]
 
 
 class AlignmentSums:
-    """Per class, accumulated over column blocks: Σ_p m_p · Σ_{i∈c} s_i,p (GA-I × n_c) and
-    the sign Gram S_c S_cᵀ (float64; each block's fp32 product is exact below 2²⁴ columns)."""
+    """Per class, accumulated over column blocks of per-sample gradients in the padded
+    layout of :attr:`Chunk.slots`: the sign Gram S_c S_cᵀ and s_i · m for every sample
+    (their sum is GA-I × n_c), both from one batched product per block. They are
+    integers, accumulated in fp32, which holds them exactly below 2²⁴ columns, and moved
+    to float64 before that. The blocks of a chunk come between :meth:`start_chunk` and
+    :meth:`end_chunk`, in any column order and width: every sum is exact, so the blocking
+    cannot change a score."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, n_params: int):
         self.device = device
-        self.weighted: list[torch.Tensor] = []  # per size group: (classes,)
-        self.grams: list[torch.Tensor] = []  # per size group: (classes, size, size)
-        self.sizes: list[int] = []
-        self.n_params = 0
+        self.n_params = n_params
+        # (chunk, float64 (classes, rows + 1, rows + 1)): per class the Gram of its signs with
+        # the mean sign as a last row, [S; m] [S; m]ᵀ, whose last column holds each s_i · m
+        self.chunks: list[tuple[Chunk, torch.Tensor]] = []
+        self._open: tuple[Chunk, torch.Tensor] | None = None
+        self._exact: torch.Tensor | None = None  # its fp32 accumulator
+        self._signs: torch.Tensor | None = None  # a block's signs and mean signs
+        self._columns = 0  # columns in the fp32 accumulator
 
-    def add_chunk(self, flats: list[torch.Tensor], groups: tuple[SizeGroup, ...], width: int) -> None:
-        weighted = [torch.zeros(g.classes, dtype=torch.float64, device=self.device) for g in groups]
-        grams = [torch.zeros(g.classes, g.size, g.size, dtype=torch.float64, device=self.device) for g in groups]
-        columns = 0
-        for block in column_blocks(flats, min(width, EXACT_FP32_COLUMNS)):
-            signs = torch.sign(block)
-            columns += block.shape[1]
-            for g, w, gram in zip(groups, weighted, grams):
-                rows = slice(g.start, g.start + g.classes * g.size)
-                s = signs[rows].view(g.classes, g.size, -1)
-                mean_sign = torch.sign(block[rows].reshape(g.classes, g.size, -1).sum(1))
-                w += (s.sum(1) * mean_sign).sum(1, dtype=torch.float64)
-                gram += torch.bmm(s, s.transpose(1, 2)).double()
-        self.weighted += weighted
-        self.grams += grams
-        self.sizes += [g.size for g in groups for _ in range(g.classes)]
-        self.n_params = columns
+    def start_chunk(self, chunk: Chunk) -> None:
+        shape = (len(chunk.sizes), chunk.sizes[0] + 1, chunk.sizes[0] + 1)
+        self._open = (chunk, torch.zeros(shape, dtype=torch.float64, device=self.device))
+        self._exact = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self._signs = None
+        self._columns = 0
+
+    def add_block(self, block: torch.Tensor) -> None:
+        """One (classes · largest class, columns) block, at most 2²³ columns."""
+        chunk = self._open[0]
+        classes, width, columns = len(chunk.sizes), chunk.sizes[0], block.shape[1]
+        if self._columns + columns > EXACT_FP32_COLUMNS:
+            self._move_to_float64()
+        if self._signs is None or self._signs.shape[2] < columns:
+            self._signs = block.new_empty(classes, width + 1, columns)
+        # Each class's signs with its mean sign as one more row: one product gives the
+        # Gram (rows × rows) and every s_i · m (last column) at once.
+        signs = self._signs[:, :, :columns]
+        g = block.view(classes, width, columns)
+        torch.sign(g, out=signs[:, :width])
+        torch.sign(g.sum(1, keepdim=True), out=signs[:, width:])
+        self._exact.baddbmm_(signs, signs.transpose(1, 2))
+        self._columns += columns
+
+    def _move_to_float64(self) -> None:
+        self._open[1].add_(self._exact)
+        self._exact.zero_()
+        self._columns = 0
+
+    def end_chunk(self) -> None:
+        self._move_to_float64()
+        self.chunks.append(self._open)
+        self._open = self._exact = self._signs = None
 
     def scores(self) -> dict[str, float]:
-        """GA-I and GA-II per class (one read-back), averaged by :func:`summarise`."""
-        ga2 = []
-        for gram in self.grams:
-            sign, logdet = torch.linalg.slogdet(gram)
+        """GA-I and GA-II per class, averaged by :func:`summarise`: the sums come to the
+        host in one transfer, and the small log-determinants are taken there."""
+        on_host = torch.cat([gram.flatten() for _, gram in self.chunks]).cpu().split([g.numel() for _, g in self.chunks])
+        aligned, sizes, grams_by_size = [], [], {}
+        for (chunk, _), flat in zip(self.chunks, on_host):
+            width = chunk.sizes[0]
+            extended = flat.view(-1, width + 1, width + 1)
+            aligned.append(extended[:, :width, width].sum(1))  # the padding rows hold zeros
+            for k, size in enumerate(chunk.sizes):
+                grams_by_size.setdefault(size, []).append((len(sizes), extended[k, :size, :size]))
+                sizes.append(size)
+        per_class_1 = (torch.cat(aligned) / torch.tensor(sizes, dtype=torch.float64)).tolist()
+        per_class_2 = [math.nan] * len(per_class_1)
+        for members in grams_by_size.values():
+            sign, logdet = torch.linalg.slogdet(torch.stack([g for _, g in members]))
             # A nonsingular integer matrix has |det| ≥ 1: log det below log(1/2) is
             # round-off on a singular one.
-            ga2.append(torch.where((sign > 0) & (logdet >= math.log(0.5)), logdet, torch.full_like(logdet, -math.inf)))
-        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.device)
-        per_class_1, per_class_2 = torch.stack([torch.cat(self.weighted) / sizes, torch.cat(ga2)]).tolist()
+            values = torch.where((sign > 0) & (logdet >= math.log(0.5)), logdet, torch.full_like(logdet, -math.inf))
+            for (k, _), value in zip(members, values.tolist()):
+                per_class_2[k] = value
         return summarise(per_class_1, per_class_2, self.n_params)
 
 
@@ -200,47 +211,110 @@ def summarise(per_class_1: list[float], per_class_2: list[float], n_params: int)
     }
 
 
+class SignStream:
+    """Per-sample gradient pieces (chunk rows, columns), as they are formed, gathered into
+    blocks of ``width`` columns for :class:`AlignmentSums`, each block moved into the
+    padded layout of :attr:`Chunk.slots` (when a class is smaller than the largest) by one
+    copy. On a CPU the blocks are cache-sized, so that the signs and sums read them from
+    cache: on NB201 the (N, P) matrix they replace holds up to 128 × 1.1 M floats, written
+    once and read four times."""
+
+    def __init__(self, sums: AlignmentSums, chunk: Chunk, slots: torch.Tensor, width: int, like: torch.Tensor):
+        self.sums = sums
+        self.width = max(1, min(width, EXACT_FP32_COLUMNS, sums.n_params))
+        self.buffer = like.new_empty(len(slots), self.width)
+        padded_rows = len(chunk.sizes) * chunk.sizes[0]
+        self.padded = like.new_zeros(padded_rows, self.width) if padded_rows > len(slots) else None
+        self.slots = slots
+        self.filled = 0
+
+    def write(self, piece: torch.Tensor) -> None:
+        start, columns = 0, piece.shape[1]
+        while start < columns:
+            take = min(columns - start, self.width - self.filled)
+            self.buffer[:, self.filled : self.filled + take].copy_(piece if take == columns else piece[:, start : start + take])
+            self.filled += take
+            start += take
+            if self.filled == self.width:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.filled:
+            return
+        block = self.buffer[:, : self.filled]
+        if self.padded is not None:
+            block = self.padded[:, : self.filled].index_copy_(0, self.slots, block)
+        self.sums.add_block(block)
+        self.filled = 0
+
+
 def block_width(rows: int, device: torch.device, memory_mb: float) -> int:
-    """Columns per block: on CPU blocks of ≤ 16 MB (below glibc's mmap threshold, so their
-    memory is reused instead of faulted in anew); on a GPU a quarter of the budget."""
-    budget = 16 * 2**20 if device.type == "cpu" else memory_mb * 2**20 / 4
+    """Columns per block: on a CPU 2 MiB (a core's L2 cache, so that the signs and sums of
+    a block read it from cache; measured in docs/results.md); on a GPU, where each block
+    costs kernel launches, a quarter of the memory budget."""
+    budget = CPU_BLOCK_BYTES if device.type == "cpu" else memory_mb * 2**20 / 4
     return max(1, int(budget) // (4 * rows))
 
 
 def alignment_scores(gradients: Iterable[torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
     """GradAlign-I, -I/P and -II from per-sample gradient tensors (each (N, ...))."""
     (chunk,) = plan_chunks(labels, len(labels))
-    flats = [g.reshape(len(labels), -1)[chunk.rows.to(g.device)] for g in gradients]
-    sums = AlignmentSums(flats[0].device)
-    sums.add_chunk(flats, chunk.groups, block_width(len(chunk.rows), flats[0].device, 2048))
+    flats = [g.reshape(len(labels), -1) for g in gradients]
+    device = flats[0].device
+    sums = AlignmentSums(device, sum(f.shape[1] for f in flats))
+    sums.start_chunk(chunk)
+    stream = SignStream(sums, chunk, chunk.slots.to(device), block_width(len(chunk.rows), device, 2048), flats[0])
+    for flat in flats:
+        stream.write(flat[chunk.rows.to(device)])
+    stream.flush()
+    sums.end_chunk()
     return sums.scores()
+
+
+_PLANS: dict[tuple[int, int], tuple[weakref.ref, list]] = {}
+
+
+def batch_chunks(batch: ProbeBatch, max_rows: int) -> list[tuple[Chunk, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(chunk, its slots, its inputs, its labels) for each chunk of ``batch``, on the
+    batch's device: planned once per probe batch and chunk size, not once per cell
+    (planning reads the labels to the host)."""
+    key = (id(batch.inputs), max_rows)
+    known = _PLANS.get(key)
+    if known is not None and known[0]() is batch.inputs:
+        return known[1]
+    if len(_PLANS) > 32:  # entries of probe batches long gone
+        _PLANS.clear()
+    device = batch.inputs.device
+    plan = [(chunk, chunk.slots.to(device), batch.inputs[rows], batch.labels[rows])
+            for chunk in plan_chunks(batch.labels, max_rows) for rows in [chunk.rows.to(device)]]
+    _PLANS[key] = (weakref.ref(batch.inputs), plan)
+    return plan
 
 
 def model_alignment(model: nn.Module, batch: ProbeBatch, bn: str, max_rows: int, width: int | None = None,
                     closed_form: bool = True) -> dict[str, float]:
     """GradAlign of ``model`` on ``batch``: per-sample gradients for chunks of at most
     ``max_rows`` samples (whole classes), reduced in column blocks of ``width``. The
-    gradients come from one batched backward per chunk (:mod:`raynas.proxies.persample`)
-    when every layer has a closed form (and ``closed_form``), else from vmap on one
-    private copy per cell."""
+    gradients come from one batched backward per chunk, streamed into the blocks as they
+    are formed (:mod:`raynas.proxies.persample`), when every layer has a closed form (and
+    ``closed_form``); else from vmap on one private copy per cell."""
     if bn not in BN_MODES:
         raise ValueError(f"gradalign bn must be one of {BN_MODES}, got {bn!r}")
     device = batch.inputs.device
-    sums = AlignmentSums(device)
+    sums = AlignmentSums(device, sum(p.numel() for p in model.parameters()))
     batched = closed_form and persample.supports(model)
     vmapped = None
-    for chunk in plan_chunks(batch.labels, max_rows):
-        rows = chunk.rows.to(device)
-        inputs, labels = batch.inputs[rows], batch.labels[rows]
-        matrix = persample.per_sample_gradients(model, inputs, labels, bn) if batched else None
-        if matrix is not None:
-            flats = [matrix]
-        else:
-            batched = False
+    for chunk, slots, inputs, labels in batch_chunks(batch, max_rows):
+        sums.start_chunk(chunk)
+        stream = SignStream(sums, chunk, slots, width or block_width(len(labels), device, 2048), inputs)
+        if batched:
+            batched = persample.stream_per_sample_gradients(model, inputs, labels, bn, stream.write)
+        if not batched:
             vmapped = vmapped or functional_copy(model, bn)
-            flats = per_sample_flat(*vmapped, inputs, labels)
-        sums.add_chunk(flats, chunk.groups, width or block_width(len(rows), device, 2048))
-        del flats
+            for flat in per_sample_flat(*vmapped, inputs, labels):
+                stream.write(flat)
+        stream.flush()
+        sums.end_chunk()
     return sums.scores()
 
 

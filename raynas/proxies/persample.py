@@ -22,7 +22,7 @@ keeps to vmap.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -140,45 +140,52 @@ class GradientMatrix:
     columns, in ``model.parameters()`` order; a conv weight's block is laid out
     (kh, kw, out, in), so that each kernel offset's product lands in contiguous columns
     (GradAlign sums over columns, so their order within a block does not matter to it).
-    Layers write their products straight into it; a layer called twice adds."""
+    Pieces are written in order into their parameter's block; a layer called twice adds."""
 
     def __init__(self, model: nn.Module, n: int, like: torch.Tensor):
         params = list(model.parameters())
         sizes = [p.numel() for p in params]
         self.matrix = torch.empty(n, sum(sizes), dtype=like.dtype, device=like.device)
         self._blocks = {id(p): self.matrix[:, a - size : a] for p, size, a in zip(params, sizes, itertools.accumulate(sizes))}
-        self._written: set[int] = set()
+        self._filled: dict[int, int] = {}  # columns of the block written by the current call
+        self._adding: set[int] = set()  # parameters whose layer has been called before
 
-    def block(self, param: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """(the parameter's (N, numel) columns, whether a product is there already)."""
-        key = id(param)
-        first = key not in self._written
-        self._written.add(key)
-        return self._blocks[key], not first
-
-    def put(self, param: torch.Tensor, value: torch.Tensor) -> None:
-        block, accumulate = self.block(param)
-        value = value.reshape(block.shape)
-        block.add_(value) if accumulate else block.copy_(value)
-
-    def put_product(self, target: torch.Tensor, accumulate: bool, a: torch.Tensor, b: torch.Tensor) -> None:
-        """``target`` (= or +=) a @ b, batched. The product goes through a contiguous
-        temporary: a CPU bmm into rows P apart loops over the samples, one call each."""
-        product = torch.bmm(a, b)
-        target.add_(product) if accumulate else target.copy_(product)
+    def write(self, param: torch.Tensor, piece: torch.Tensor) -> None:
+        """The next ``piece`` (N, ...) of ``param``'s per-sample gradient, flattened."""
+        key, block = id(param), self._blocks[id(param)]
+        start = self._filled.get(key, 0)
+        if start == block.shape[1]:  # a second call of the same layer
+            start = 0
+            self._adding.add(key)
+        target = block[:, start : start + piece[0].numel()]
+        piece = piece.reshape(target.shape)
+        target.add_(piece) if key in self._adding else target.copy_(piece)
+        self._filled[key] = start + target.shape[1]
 
     def finish(self) -> torch.Tensor:
         """The matrix, with zeros for parameters the loss does not reach."""
         for key, block in self._blocks.items():
-            if key not in self._written:
+            if key not in self._filled:
                 block.zero_()
         return self.matrix
+
+
+class _Stream:
+    """Hands each piece on as it comes, flattened to (N, columns): for a caller that only
+    sums over columns and needs no matrix (each parameter is written once)."""
+
+    def __init__(self, consume: Callable[[torch.Tensor], None]):
+        self.consume = consume
+
+    def write(self, param: torch.Tensor, piece: torch.Tensor) -> None:
+        if piece.dim() > 2:  # a view where it can be: this runs ~10 times per layer
+            piece = piece.view(len(piece), -1) if piece.is_contiguous() else piece.reshape(len(piece), -1)
+        self.consume(piece)
 
 
 def _layer_gradients(call: LayerCall, out: GradientMatrix, max_bytes: int) -> None:
     """Write one layer call's per-sample gradients into ``out``."""
     m, x, g = call.module, call.input, call.grad
-    n = len(x)
     bn = _norm_layer(m)
     if bn is not None:
         if bn.weight is not None:
@@ -186,18 +193,17 @@ def _layer_gradients(call: LayerCall, out: GradientMatrix, max_bytes: int) -> No
                 x_hat = F.instance_norm(x, eps=bn.eps)
             else:
                 x_hat = F.batch_norm(x, bn.running_mean, bn.running_var, training=False, eps=bn.eps)
-            out.put(bn.weight, (g * x_hat).sum((2, 3)))
+            out.write(bn.weight, (g * x_hat).sum((2, 3)))
         if bn.bias is not None:
-            out.put(bn.bias, g.sum((2, 3)))
+            out.write(bn.bias, g.sum((2, 3)))
     elif isinstance(m, nn.Linear):
-        block, accumulate = out.block(m.weight)
-        out.put_product(block.view(n, *m.weight.shape), accumulate, g.unsqueeze(2), x.unsqueeze(1))
+        out.write(m.weight, torch.bmm(g.unsqueeze(2), x.unsqueeze(1)))
         if m.bias is not None:
-            out.put(m.bias, g)
+            out.write(m.bias, g)
     else:
         _conv_weight_gradients(m, x, g, out, max_bytes)
         if m.bias is not None:
-            out.put(m.bias, g.sum((2, 3)))
+            out.write(m.bias, g.sum((2, 3)))
 
 
 def _conv_weight_gradients(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, out: GradientMatrix, max_bytes: int) -> None:
@@ -206,28 +212,26 @@ def _conv_weight_gradients(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, ou
 
     With stride 1 each shifted input is a plain slice of the flattened padded input, if the
     output gradient is padded to the input's width with zeros (the wrapped-around positions
-    then count for nothing): one batched matmul per kernel offset, on views, straight into
-    the matrix, with nothing materialised. ``F.unfold`` would instead loop over the samples
+    then count for nothing): one batched matmul per kernel offset, on views, with nothing
+    else materialised. ``F.unfold`` would instead loop over the samples
     (one operator each) and copy every patch. Strided convolutions take
     :func:`_conv_weight_gradients_strided`."""
     if conv.stride != (1, 1):
-        out.put(conv.weight, _conv_weight_gradients_strided(conv, x, g, max_bytes))
+        out.write(conv.weight, _conv_weight_gradients_strided(conv, x, g, max_bytes))
         return
     (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
-    n, c, o = len(x), x.shape[1], g.shape[1]
+    n, o = len(x), g.shape[1]
     width = x.shape[3] + 2 * pw
     # One more zero row below, so that the last offset's slice stays inside the tensor.
     x = F.pad(x, (pw, pw, ph, ph + (kw > 1)))
     flat_x = x.flatten(2)
     rows, cols = g.shape[2], g.shape[3]
     flat_g = (F.pad(g, (0, width - cols)) if width > cols else g).reshape(n, o, rows * width)
-    block, accumulate = out.block(conv.weight)
-    per_offset = block.view(n, kh * kw, o, c)
     for i in range(kh):
         for j in range(kw):
             start = i * dh * width + j * dw
             shifted = flat_x[:, :, start : start + rows * width]  # (N, C, positions), a view
-            out.put_product(per_offset[:, i * kw + j], accumulate, flat_g, shifted.transpose(1, 2))
+            out.write(conv.weight, torch.bmm(flat_g, shifted.transpose(1, 2)))
 
 
 def _conv_weight_gradients_strided(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, max_bytes: int) -> torch.Tensor:
@@ -243,35 +247,35 @@ def _conv_weight_gradients_strided(conv: nn.Conv2d, x: torch.Tensor, g: torch.Te
     return torch.cat([torch.einsum("nohw,nchwij->nijoc", g[a : a + rows], patches[a : a + rows]) for a in range(0, n, rows)])
 
 
-def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str,
-                         max_bytes: int = 256 * 2**20) -> torch.Tensor | None:
-    """The (N, P) matrix of per-sample gradients of each sample's cross-entropy loss (layout:
-    :class:`GradientMatrix`; zeros where the loss does not reach), or ``None`` when the
-    network has a layer without a closed form. ``max_bytes`` bounds the copied patches of a
-    strided convolution. The model's weights are not touched; no parameter gradient is
-    formed."""
+@contextmanager
+def _traced_calls(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str) -> Iterator[list[LayerCall] | None]:
+    """One batched forward and one backward to the input: every supported layer call with
+    its input and output gradient (``grad`` None where the output does not reach the loss),
+    or None when the closed forms do not cover the network. Hooks and BN swaps are undone
+    on exit."""
     if not supports(model):
-        return None
+        yield None
+        return
     calls: list[LayerCall] = []
     with _normalisation(model, bn):
         handles = [m.register_forward_hook(_record(calls)) for m in model.modules() if isinstance(m, (*SUPPORTED, _PerSampleNorm))
                    and not (isinstance(m, nn.BatchNorm2d) and bn == "per_sample")]
         try:
-            x = inputs.detach().requires_grad_(True)
-            # Samples are independent, so the gradient of the summed loss at sample n is the
-            # gradient of sample n's own loss.
-            loss = F.cross_entropy(model(x), labels, reduction="sum")
+            try:
+                x = inputs.detach().requires_grad_(True)
+                # Samples are independent, so the gradient of the summed loss at sample n is
+                # the gradient of sample n's own loss.
+                loss = F.cross_entropy(model(x), labels, reduction="sum")
+            except Unsupported:
+                calls.clear()
+                yield None
+                return
             if any(c.overwritten() for c in calls):
-                return None
+                calls.clear()
+                yield None
+                return
             torch.autograd.grad(loss, x)
-            out = GradientMatrix(model, len(labels), inputs)
-            with torch.no_grad():
-                for call in calls:
-                    if call.grad is not None:  # None: this output does not reach the loss
-                        _layer_gradients(call, out, max_bytes)
-            return out.finish()
-        except Unsupported:
-            return None
+            yield calls
         finally:
             for h in handles:
                 h.remove()
@@ -282,3 +286,47 @@ def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.T
                 if call.hook is not None:
                     call.hook.remove()
             calls.clear()
+
+
+def _write_all(calls: list[LayerCall], out: GradientMatrix | _Stream, max_bytes: int) -> None:
+    with torch.no_grad():
+        for call in calls:
+            if call.grad is not None:  # None: this output does not reach the loss
+                _layer_gradients(call, out, max_bytes)
+
+
+def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str,
+                         max_bytes: int = 256 * 2**20) -> torch.Tensor | None:
+    """The (N, P) matrix of per-sample gradients of each sample's cross-entropy loss (layout:
+    :class:`GradientMatrix`; zeros where the loss does not reach), or ``None`` when the
+    network has a layer without a closed form. ``max_bytes`` bounds the copied patches of a
+    strided convolution. The model's weights are not touched; no parameter gradient is
+    formed."""
+    with _traced_calls(model, inputs, labels, bn) as calls:
+        if calls is None:
+            return None
+        out = GradientMatrix(model, len(labels), inputs)
+        _write_all(calls, out, max_bytes)
+        return out.finish()
+
+
+def stream_per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str,
+                                consume: Callable[[torch.Tensor], None], max_bytes: int = 256 * 2**20) -> bool:
+    """The same per-sample gradients, handed to ``consume`` as (N, columns) pieces as each
+    is formed, never held together: for reductions over columns, which then work on small
+    blocks instead of a matrix of N × P floats. Parameters the loss does not reach give no
+    piece (their columns would be zeros). A network that calls a layer twice (whose pieces
+    must be added first) goes through the matrix, handed on whole. False, with nothing
+    consumed, when the network has a layer without a closed form."""
+    with _traced_calls(model, inputs, labels, bn) as calls:
+        if calls is None:
+            return False
+        layers = [_norm_layer(c.module) if _norm_layer(c.module) is not None else c.module for c in calls]
+        owners = [id(p) for layer in layers for p in layer.parameters(recurse=False)]
+        if len(owners) != len(set(owners)):
+            out = GradientMatrix(model, len(labels), inputs)
+            _write_all(calls, out, max_bytes)
+            consume(out.finish())
+        else:
+            _write_all(calls, _Stream(consume), max_bytes)
+        return True
