@@ -23,7 +23,9 @@ if [ -n "${RESUME_WHOLE:-}" ]; then
     rm -rf "$whole" && mkdir -p "$(dirname "$whole")" && cp -r "$RESUME_WHOLE" "$whole"
     args+=(--whole-dir "$whole")
 fi
-python3 benchmarks/gpu_suite.py --out "$out" "${args[@]}" --budget-s "${BUDGET_S:-480}" "$@" 2>&1 | tee "$out.log"
-if [ -n "${RESUME_WHOLE:-}" ]; then
+status=0
+python3 benchmarks/gpu_suite.py --out "$out" "${args[@]}" --budget-s "${BUDGET_S:-480}" "$@" 2>&1 | tee "$out.log" || status=$?
+if [ -n "${RESUME_WHOLE:-}" ] && [ -f "$whole/_raynas_run.json" ]; then   # what was scored comes back, whatever failed
     python3 benchmarks/compact_run.py "$whole" "$root/$(basename "$RESUME_WHOLE")"
 fi
+exit $status
