@@ -39,12 +39,13 @@ class Unsupported(Exception):
 
 @dataclass
 class LayerCall:
-    """One forward call of a supported layer: its input, and its output's gradient."""
+    """One forward call of a supported layer: its input, and its output's gradient (input,
+    output and gradient are dropped once a streamed call's products are formed)."""
 
     module: nn.Module
-    input: torch.Tensor
+    input: torch.Tensor | None
     input_version: int
-    output: torch.Tensor
+    output: torch.Tensor | None
     output_version: int
     grad: torch.Tensor | None = field(default=None)
     hook: torch.utils.hooks.RemovableHandle | None = field(default=None)
@@ -105,7 +106,15 @@ def _normalisation(model: nn.Module, bn: str) -> Iterator[None]:
             m.training = training
 
 
-def _record(calls: list[LayerCall]):
+def _record(calls: list[LayerCall], handler: list):
+    """A forward hook that records each call and hooks its output's gradient: kept in the
+    call, or handed to ``handler[0]`` when the caller has set one by then."""
+
+    def on_grad(call: LayerCall, g: torch.Tensor) -> None:
+        call.grad = g
+        if handler[0] is not None:
+            handler[0](call)
+
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         (x,) = args
         if not x.requires_grad or not output.requires_grad:
@@ -119,7 +128,7 @@ def _record(calls: list[LayerCall]):
         base = output._base
         target = base if base is not None and _is_reshape_of(output, base) else output
         call = LayerCall(module, x, x._version, target, target._version)
-        call.hook = target.register_hook(lambda g, call=call, shape=output.shape: setattr(call, "grad", g.view(shape)))
+        call.hook = target.register_hook(lambda g, call=call, shape=output.shape: on_grad(call, g.view(shape)))
         calls.append(call)
 
     return hook
@@ -248,18 +257,23 @@ def _conv_weight_gradients_strided(conv: nn.Conv2d, x: torch.Tensor, g: torch.Te
 
 
 @contextmanager
-def _traced_calls(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str) -> Iterator[list[LayerCall] | None]:
+def _traced_calls(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str,
+                  handler_for: Callable[[list[LayerCall]], Callable[[LayerCall], None] | None] = lambda calls: None,
+                  ) -> Iterator[list[LayerCall] | None]:
     """One batched forward and one backward to the input: every supported layer call with
     its input and output gradient (``grad`` None where the output does not reach the loss),
-    or None when the closed forms do not cover the network. Hooks and BN swaps are undone
-    on exit."""
+    or None when the closed forms do not cover the network. ``handler_for(calls)``, asked
+    after the forward, may return a function that takes each call during the backward, as
+    soon as its gradient is known (then nothing needs to hold it). Hooks and BN swaps are
+    undone on exit."""
     if not supports(model):
         yield None
         return
     calls: list[LayerCall] = []
+    handler: list = [None]
     with _normalisation(model, bn):
-        handles = [m.register_forward_hook(_record(calls)) for m in model.modules() if isinstance(m, (*SUPPORTED, _PerSampleNorm))
-                   and not (isinstance(m, nn.BatchNorm2d) and bn == "per_sample")]
+        handles = [m.register_forward_hook(_record(calls, handler)) for m in model.modules()
+                   if isinstance(m, (*SUPPORTED, _PerSampleNorm)) and not (isinstance(m, nn.BatchNorm2d) and bn == "per_sample")]
         try:
             try:
                 x = inputs.detach().requires_grad_(True)
@@ -274,6 +288,7 @@ def _traced_calls(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
                 calls.clear()
                 yield None
                 return
+            handler[0] = handler_for(calls)
             torch.autograd.grad(loss, x)
             yield calls
         finally:
@@ -312,21 +327,37 @@ def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.T
 
 def stream_per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str,
                                 consume: Callable[[torch.Tensor], None], max_bytes: int = 256 * 2**20) -> bool:
-    """The same per-sample gradients, handed to ``consume`` as (N, columns) pieces as each
-    is formed, never held together: for reductions over columns, which then work on small
-    blocks instead of a matrix of N × P floats. Parameters the loss does not reach give no
-    piece (their columns would be zeros). A network that calls a layer twice (whose pieces
-    must be added first) goes through the matrix, handed on whole. False, with nothing
-    consumed, when the network has a layer without a closed form."""
-    with _traced_calls(model, inputs, labels, bn) as calls:
-        if calls is None:
-            return False
+    """The same per-sample gradients, handed to ``consume`` as (N, columns) pieces during
+    the backward, layer by layer as each output gradient is known, never held together:
+    for reductions over columns, which then work on small blocks instead of a matrix of
+    N × P floats, while each layer's input and output gradient are freed as soon as the
+    backward is done with them. The pieces come in no fixed column order. Parameters the
+    loss does not reach give no piece (their columns would be zeros). A network that calls
+    a layer twice (whose pieces must be added first) goes through the matrix, handed on
+    whole. False, with nothing consumed, when the network has a layer without a closed
+    form."""
+    matrix: GradientMatrix | None = None
+    stream = _Stream(consume)
+
+    def handler_for(calls: list[LayerCall]) -> Callable[[LayerCall], None] | None:
+        nonlocal matrix
         layers = [_norm_layer(c.module) if _norm_layer(c.module) is not None else c.module for c in calls]
         owners = [id(p) for layer in layers for p in layer.parameters(recurse=False)]
         if len(owners) != len(set(owners)):
-            out = GradientMatrix(model, len(labels), inputs)
-            _write_all(calls, out, max_bytes)
-            consume(out.finish())
-        else:
-            _write_all(calls, _Stream(consume), max_bytes)
+            matrix = GradientMatrix(model, len(labels), inputs)
+            return None  # written after the backward, in forward order
+
+        def write_now(call: LayerCall) -> None:
+            with torch.no_grad():
+                _layer_gradients(call, stream, max_bytes)
+            call.input = call.output = call.grad = None  # what the backward is done with can go now
+
+        return write_now
+
+    with _traced_calls(model, inputs, labels, bn, handler_for) as calls:
+        if calls is None:
+            return False
+        if matrix is not None:
+            _write_all(calls, matrix, max_bytes)
+            consume(matrix.finish())
         return True
