@@ -29,7 +29,7 @@ from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
 
 BN_MODES = ("per_sample", "eval")
 EXACT_FP32_COLUMNS = 1 << 23  # a ±1 dot product over fewer columns is an exact fp32 integer
-CPU_BLOCK_BYTES = 8 * 2**20
+CPU_BLOCK_BYTES = 8 * 2**20  # per block of per-sample gradients on a CPU (benchmarks/gradalign_blocks.py)
 BYTES_PER_SAMPLE_PARAM = 12  # per-sample gradient + the products / vmap intermediates beside it
 
 
@@ -249,9 +249,10 @@ class SignStream:
 
 
 def block_width(rows: int, device: torch.device, memory_mb: float) -> int:
-    """Columns per block: on a CPU 2 MiB (a core's L2 cache, so that the signs and sums of
-    a block read it from cache; measured in docs/results.md); on a GPU, where each block
-    costs kernel launches, a quarter of the memory budget."""
+    """Columns per block: on a CPU :data:`CPU_BLOCK_BYTES`, small enough that the signs and
+    sums of a block read it from cache, large enough that blocks cost few calls (measured
+    in docs/results.md); on a GPU, where each block costs kernel launches, a quarter of the
+    memory budget."""
     budget = CPU_BLOCK_BYTES if device.type == "cpu" else memory_mb * 2**20 / 4
     return max(1, int(budget) // (4 * rows))
 

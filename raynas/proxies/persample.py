@@ -192,7 +192,7 @@ class _Stream:
         self.consume(piece)
 
 
-def _layer_gradients(call: LayerCall, out: GradientMatrix, max_bytes: int) -> None:
+def _layer_gradients(call: LayerCall, out: GradientMatrix | _Stream, max_bytes: int) -> None:
     """Write one layer call's per-sample gradients into ``out``."""
     m, x, g = call.module, call.input, call.grad
     bn = _norm_layer(m)
@@ -215,16 +215,16 @@ def _layer_gradients(call: LayerCall, out: GradientMatrix, max_bytes: int) -> No
             out.write(m.bias, g.sum((2, 3)))
 
 
-def _conv_weight_gradients(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, out: GradientMatrix, max_bytes: int) -> None:
+def _conv_weight_gradients(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, out: GradientMatrix | _Stream,
+                           max_bytes: int) -> None:
     """Per-sample weight gradients: for each kernel offset (i, j), Σ over output positions
     of the output gradient times the input shifted by that offset.
 
     With stride 1 each shifted input is a plain slice of the flattened padded input, if the
     output gradient is padded to the input's width with zeros (the wrapped-around positions
     then count for nothing): one batched matmul per kernel offset, on views, with nothing
-    else materialised. ``F.unfold`` would instead loop over the samples
-    (one operator each) and copy every patch. Strided convolutions take
-    :func:`_conv_weight_gradients_strided`."""
+    else materialised. ``F.unfold`` would instead loop over the samples (one operator each)
+    and copy every patch. Strided convolutions take :func:`_conv_weight_gradients_strided`."""
     if conv.stride != (1, 1):
         out.write(conv.weight, _conv_weight_gradients_strided(conv, x, g, max_bytes))
         return
