@@ -24,6 +24,49 @@ def test_alignment_hand_values_split_over_tensors():
     assert only_class0["gradalign_2"] == pytest.approx(math.log(8))
 
 
+def naive_alignment(g: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """GA-I and GA-II straight from their definitions, class by class, in float64."""
+    ga1, ga2 = [], []
+    for c in labels.unique():
+        rows = g[labels == c].double()
+        if len(rows) < 2:
+            continue
+        s, m = rows.sign(), rows.sum(0).sign()
+        ga1.append(float((s @ m).mean()))
+        sign, logdet = torch.linalg.slogdet(s @ s.T)
+        ga2.append(float(logdet) if sign > 0 and logdet > -0.5 else -math.inf)
+    return sum(ga1) / len(ga1), sum(ga2) / len(ga2)
+
+
+@pytest.mark.parametrize("width", [1, 4, 7, 1000])
+def test_classes_of_different_sizes_in_blocks_of_any_width(width):
+    """Classes of 4, 3 and 2 samples share the padded (classes × 4) layout; the padding
+    rows and the block boundaries must change nothing against the definitions."""
+    from raynas.proxies.gradalign import AlignmentSums, SignStream, plan_chunks
+
+    gen = torch.Generator().manual_seed(3)
+    g = torch.randn(10, 23, generator=gen)
+    g[:, 5] = 0.0  # a parameter the loss does not reach
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 0, 1, 0, 3])  # class 3 has one sample: unused
+    (chunk,) = plan_chunks(labels, len(labels))
+    assert chunk.sizes == (4, 3, 2)
+    sums = AlignmentSums(g.device, 23)
+    sums.start_chunk(chunk)
+    stream = SignStream(sums, chunk, chunk.slots, width, g)
+    rows = g[chunk.rows]
+    for a in range(0, 23, 5):  # pieces of 5 columns, split across blocks of ``width``
+        stream.write(rows[:, a : a + 5])
+    stream.flush()
+    sums.end_chunk()
+    got = sums.scores()
+    ga1, ga2 = naive_alignment(g, labels)
+    assert got["gradalign_1"] == pytest.approx(ga1, rel=1e-12)
+    assert got["gradalign_1_per_param"] == pytest.approx(ga1 / 23, rel=1e-12)
+    assert got["gradalign_2"] == pytest.approx(ga2, rel=1e-12)
+    assert got["gradalign_classes"] == 3
+    assert alignment_scores([g], labels) == got
+
+
 def test_identical_samples_align_perfectly():
     g = torch.randn(1, 50).repeat(6, 1)
     g[:, 0] = 0.0  # a zero entry contributes nothing
