@@ -133,9 +133,16 @@ def profile_main(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def worker_env(pythonpath: Path) -> dict:
+    """A worker's environment: ``pythonpath``'s raynas first, and the probe file shipped in
+    this checkout for every version (a baseline package from before it shipped data finds
+    it through RAYNAS_DATA_DIR)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "RAYNAS_DATA_DIR": os.environ.get("RAYNAS_DATA_DIR", str(ROOT / "raynas" / "data"))}
+
+
 def profile_point(pythonpath: Path, cells: list[int], device: str, proxies: str, timeout: float) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "RAYNAS_DATA_DIR": os.environ.get("RAYNAS_DATA_DIR", str(ROOT / "raynas" / "data"))}
+    env = worker_env(pythonpath)
     done = subprocess.run([sys.executable, __file__, "--profile-worker", "--device", device, "--proxies", proxies,
                            "--cells", ",".join(map(str, cells))], env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -147,10 +154,7 @@ def profile_point(pythonpath: Path, cells: list[int], device: str, proxies: str,
 def sweep_point(pythonpath: Path, workers: int, cells: list[int], device: str, proxies: str, timeout: float) -> dict:
     """``workers`` processes scoring ``cells`` each, timed from the common go signal."""
     sync = Path(tempfile.mkdtemp(prefix="raynas-sweep-"))
-    # Both versions read the same probe file: the one shipped in this checkout (a baseline
-    # package from before it shipped data finds it through RAYNAS_DATA_DIR).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), *filter(None, [os.environ.get("PYTHONPATH")])]),
-           "RAYNAS_DATA_DIR": os.environ.get("RAYNAS_DATA_DIR", str(ROOT / "raynas" / "data"))}
+    env = worker_env(pythonpath)
     procs = [subprocess.Popen(
         [sys.executable, __file__, "--worker", "--device", device, "--proxies", proxies,
          "--cells", ",".join(map(str, cells)), "--ready", str(sync / f"ready-{i}"), "--go", str(sync / "go")],
