@@ -23,11 +23,13 @@ Phases, each skipped when the budget is spent, each adding to ``OUT/gpu_suite.js
    that take most of it (``params`` alone: the network's build).
 2. **ray**: ``raynas score nb201 --device DEVICE`` on an embedded Ray with packed actors
    (GPUs per actor measured), a few hundred cells, checked exactly-once.
-3. **whole**: as much of the whole NB201 space as the time left allows, through the same
+3. **agreement**: every proxy on ``--agreement-cells`` fixed cells on the GPU and on the CPU
+   (``benchmarks/kernel_agreement.py``): the largest relative difference per component.
+4. **whole**: as much of the whole NB201 space as the time left allows, through the same
    command (into ``--whole-dir`` when given, resuming a run already there), compacted into ``OUT/nb201_cifar10_whole.parquet`` (index-sorted; resumable).
 
-``--device cpu --tiny`` runs every phase end to end at toy sizes (the test suite does, so the
-suite cannot rot).
+``--device cpu --tiny`` runs every phase end to end at toy sizes and fixed cell counts, with
+no budget (the test suite does, so the suite cannot rot; a busy machine only makes it slower).
 """
 
 from __future__ import annotations
@@ -185,6 +187,19 @@ def sweep_point(pythonpath: Path, workers: int, cells: list[int], device: str, p
             "build_ms": results[0]["build_ms"]}
 
 
+def agreement_point(cells: list[int], settings: str, proxies: str, timeout: float) -> dict:
+    """``benchmarks/kernel_agreement.py`` on ``cells``: every component's largest relative
+    difference between the device and the CPU (the same scorer config)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "agreement.json"
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernel_agreement.py"), "--cells",
+                               ",".join(map(str, cells)), "--proxies", proxies, "--settings", settings, "--json",
+                               str(report)], env=worker_env(ROOT), capture_output=True, text=True, timeout=timeout)
+        if done.returncode:
+            raise RuntimeError(f"agreement failed: {done.stderr[-2000:]}")
+        return json.loads(report.read_text())
+
+
 def baseline_version(arg: str) -> tuple[str, Path]:
     """``NAME=FOLDER`` or ``FOLDER`` (named ``baseline``)."""
     name, _, folder = arg.rpartition("=")
@@ -239,13 +254,18 @@ def summary_line(log: str) -> str:
 # -- the suite ------------------------------------------------------------------------------
 
 class Suite:
-    def __init__(self, out: Path, budget_s: float):
-        self.out, self.deadline = out, time.monotonic() + budget_s
+    """The budget. ``fixed`` (the CPU test at toy sizes): every phase runs its fixed cell
+    count whatever the clock says, each command under its own generous timeout, so that a
+    busy machine makes the suite slower, never different."""
+
+    def __init__(self, out: Path, budget_s: float, fixed: bool = False):
+        self.out, self.deadline, self.fixed = out, time.monotonic() + budget_s, fixed
         self.report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "budget_s": budget_s}
         out.mkdir(parents=True, exist_ok=True)
 
     def left(self) -> float:
-        return self.deadline - time.monotonic()
+        """Seconds left for a command: the budget's rest, or a fixed 600 when ``fixed``."""
+        return 600.0 if self.fixed else self.deadline - time.monotonic()
 
     def save(self) -> None:
         (self.out / "gpu_suite.json").write_text(json.dumps(self.report, indent=2))
@@ -262,7 +282,7 @@ def device_facts(device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    suite = Suite(Path(args.out), args.budget_s)
+    suite = Suite(Path(args.out), args.budget_s, fixed=args.tiny)
     report = suite.report
     report.update(device_facts(args.device))
     workers = [1, 2] if args.tiny else [int(n) for n in args.sweep_workers.split(",")]
@@ -312,11 +332,28 @@ def run(args: argparse.Namespace) -> dict:
               flush=True)
         suite.save()
 
+    agreement_cells = 2 if args.tiny else args.agreement_cells
+    if agreement_cells and suite.left() > args.ray_reserve_s / 2:
+        # tiny (CPU): two CPU settings stand in for the device, so that the phase runs
+        settings = "default,threads1" if args.device == "cpu" else "default,cuda"
+        agreement_proxies = "intrain:batch_size=8,resolution=16;gradalign:batch_size=20;params" if args.tiny else "all"
+        try:
+            report["agreement"] = agreement_point(fixed_cells(agreement_cells), settings, agreement_proxies,
+                                                  suite.left() - 20)
+            worst = report["agreement"]["largest_relative_difference"]
+            print("agreement (largest relative difference per component, " + settings + "): "
+                  + ", ".join(f"{c} {d:.1e}" for c, d in next(iter(worst.values())).items()), flush=True)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            report["agreement_failed"] = str(exc)
+            print(f"agreement failed: {exc}", flush=True)
+        suite.save()
+
     if suite.left() > 30:
         whole_dir = Path(args.whole_dir) if args.whole_dir else suite.out / "whole"
         whole_proxies = "intrain:batch_size=8,resolution=16;params" if args.tiny else args.whole_proxies
+        whole_cells = ["--cells", "0:6"] if args.tiny else ["--all"]
         start = time.monotonic()
-        code, log = raynas_score(["--device", args.device, "--all", "--proxies", whole_proxies,
+        code, log = raynas_score(["--device", args.device, *whole_cells, "--proxies", whole_proxies,
                                   "--out", str(whole_dir), "--progress-interval", "30"], suite.left() - 15)
         (suite.out / "whole.log").write_text(log)
         report["whole"] = {"returncode": code, "seconds": time.monotonic() - start, "proxies": whole_proxies,
@@ -367,6 +404,8 @@ def main() -> None:
     ap.add_argument("--sweep-workers", default="1,2,4,8", help="worker counts of the sweep")
     ap.add_argument("--profile-cells", type=int, default=4, help="cells of the profile phase (0: skip it)")
     ap.add_argument("--ray-cells", type=int, default=300, help="cells of the Ray run (0: skip it)")
+    ap.add_argument("--agreement-cells", type=int, default=20,
+                    help="cells scored with every proxy on the GPU and on the CPU, compared (0: skip it)")
     ap.add_argument("--whole-dir", help="results folder of the whole-space phase; an existing run there is resumed "
                                         "(default: OUT/whole)")
     ap.add_argument("--ray-reserve-s", type=float, default=150, help="seconds the sweep leaves for the Ray phases")

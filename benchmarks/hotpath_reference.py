@@ -7,6 +7,12 @@ raynas first on ``sys.path`` — run it against the commit before a hot-path cha
         python benchmarks/hotpath_reference.py --out tests/data/hotpath_reference.json --ref bda6610
 
 The probe images are the project's (``RAYNAS_DATA_DIR``), as the test reads them.
+
+The float64 reference of ``tests/test_reproducibility.py`` (this checkout's definitions, in
+float64, where any CPU agrees to ~1e-14):
+
+    RAYNAS_DATA_DIR=../shared/data python benchmarks/hotpath_reference.py \
+        --out tests/data/float64_reference.json --ref HEAD --precision float64 --nb201-cells 2000 --no-nb101
 """
 
 from __future__ import annotations
@@ -37,22 +43,30 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ref", required=True, help="the git ref whose code computed the scores (recorded)")
     ap.add_argument("--nb101-cells", nargs=2, help="override the NB101 cells (hashes)")
+    ap.add_argument("--nb201-cells", help="override the NB201 cells (comma-separated indices)")
+    ap.add_argument("--no-nb101", action="store_true", help="NB201 cells only")
+    ap.add_argument("--precision", default="float32")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from raynas.scoring import CellScorer
 
     cases = []
     for space, cells, proxies in CASES:
+        if space == "nb101" and args.no_nb101:
+            continue
         if space == "nb101" and args.nb101_cells:
             cells = tuple(args.nb101_cells)
-        scorer = CellScorer(space, proxies, dataset="cifar10", seed=0, measure_memory=False)
+        if space == "nb201" and args.nb201_cells:
+            cells = tuple(int(c) for c in args.nb201_cells.split(","))
+        scorer = CellScorer(space, proxies, dataset="cifar10", seed=0, measure_memory=False, precision=args.precision)
         for cell in cells:
             row = scorer.score(cell)
             cases.append({"space": space, "cell": cell, "proxies": proxies, "status": row["status"],
                           "scores": {c: encode(row[c]) for c in scorer.score_columns}})
             print(space, cell, row["status"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"ref": args.ref, "dataset": "cifar10", "seed": 0, "cases": cases}, indent=1))
+    args.out.write_text(json.dumps({"ref": args.ref, "dataset": "cifar10", "seed": 0, "precision": args.precision,
+                                    "cases": cases}, indent=1))
 
 
 if __name__ == "__main__":

@@ -236,6 +236,15 @@ def check_or_write_run_config(out: str | Path | Store, config: dict[str, Any], v
             f"  this run: {json.dumps(config, sort_keys=True)}\n"
             "Use another --out directory, or delete the old results."
         )
+    if columns and existing.get("columns") and existing["columns"] != columns:
+        # The same config from a raynas whose proxies gave other columns (e.g. a diagnostic
+        # added since): its parts and this run's could not be read as one table.
+        raise RunConfigMismatch(
+            f"{store} was written by raynas {existing.get('versions', {}).get('raynas', '?')} with other columns "
+            f"({', '.join(sorted(c for c in {*existing['columns'], *columns} if existing['columns'].get(c) != columns.get(c)))}"
+            " differ); refusing to mix them. "
+            "Use another --out directory."
+        )
 
 
 def read_run_config(out: str | Path | Store) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from raynas.measure import measured
+from raynas.precision import DEFAULT_PRECISION
 from raynas.probes import ProbeBatch, gaussian_batch, ones_batch, real_batch
 from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, ProxyContext
 from raynas.seeding import derive_seed, seeded
@@ -73,9 +74,9 @@ def set_cpu_threads(threads: int | None) -> int:
 
 
 def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
-                   dataset: str, seed: int) -> dict[str, Any]:
+                   dataset: str, seed: int, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """What determines every score of a run (:meth:`raynas.spec.ScoringSpec.config`)."""
-    return ScoringSpec.resolve(space, proxies, dataset, seed).config()
+    return ScoringSpec.resolve(space, proxies, dataset, seed, precision).config()
 
 
 class InitialState:
@@ -115,11 +116,12 @@ class CellScorer:
         device: str | torch.device | None = None,
         measure_memory: bool = True,
         threads: int | None = None,
+        precision: str = DEFAULT_PRECISION,
     ):
         """``threads``: torch's CPU threads, process-wide (None: the cores not busy now, see
         :func:`cpu_threads_now`; the Ray actors pass their CPUs). On a GPU it only sets
-        the host threads."""
-        self._setup(ScoringSpec.resolve(space, proxies, dataset, seed), device, measure_memory, threads)
+        the host threads. ``precision``: float32, or float64 (:mod:`raynas.precision`)."""
+        self._setup(ScoringSpec.resolve(space, proxies, dataset, seed, precision), device, measure_memory, threads)
 
     @classmethod
     def from_spec(cls, spec: ScoringSpec, device: str | torch.device | None = None, measure_memory: bool = True,
@@ -188,7 +190,7 @@ class CellScorer:
         with measured(self.device, memory=False) as build:
             with seeded(cell_seed):
                 model = self.space.build(index, self.dataset.num_classes)
-            model.to(self.device)
+            model.to(self.device, self.spec.dtype)
             initial = InitialState(model)
         row["build_time_s"] = build.seconds
         shared: dict = {}  # one cell's reusable work (the shared gradient pass)
@@ -238,7 +240,7 @@ class CellScorer:
             batch = real_batch(self.dataset.name, spec.batch_size, self.seed)
         else:
             raise ValueError(f"unknown probe kind {spec.kind!r}")
-        return batch.to(self.device)
+        return ProbeBatch(batch.inputs.to(self.device, self.spec.dtype), batch.labels.to(self.device))
 
     def _release(self) -> None:
         gc.collect()
@@ -254,7 +256,9 @@ def score(
     dataset: str = "cifar10",
     seed: int = 0,
     threads: int | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> dict[str, Any]:
     """Score one cell: ``{component: value, ..., status, error, <proxy>_time_s, ...}``
-    (``threads``: see :class:`CellScorer`)."""
-    return CellScorer(space, proxies, dataset=dataset, seed=seed, device=device, threads=threads).score(arch)
+    (``threads``, ``precision``: see :class:`CellScorer`)."""
+    return CellScorer(space, proxies, dataset=dataset, seed=seed, device=device, threads=threads,
+                      precision=precision).score(arch)

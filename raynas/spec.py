@@ -14,6 +14,7 @@ from typing import Any
 from raynas.datasets import DatasetInfo, dataset_info
 from raynas.proxies.base import ConfiguredProxy
 from raynas.proxies.registry import parse_proxies, proxy_from_config
+from raynas.precision import DEFAULT_PRECISION, check_precision
 from raynas.spaces import SearchSpace, find_space, space_from_config
 
 
@@ -24,20 +25,32 @@ class ScoringSpec:
     dataset: DatasetInfo
     seed: int
     space_source: dict[str, Any] | None = None  # import path, package, version of a plugin space
+    precision: str = DEFAULT_PRECISION  # of networks and probes (raynas.precision)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
     @classmethod
     def resolve(cls, space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
-                dataset: str = "cifar10", seed: int = 0) -> ScoringSpec:
+                dataset: str = "cifar10", seed: int = 0, precision: str = DEFAULT_PRECISION) -> ScoringSpec:
         """From a request (names, import paths, 'label=name:opt=v' strings); every error
         names the part of the request it is about."""
+        check_precision(precision)  # before the proxies are resolved (they may load files)
         space_obj, source = find_space(space)
-        return cls(space_obj, tuple(parse_proxies(proxies)), dataset_info(dataset), int(seed), source)
+        return cls(space_obj, tuple(parse_proxies(proxies)), dataset_info(dataset), int(seed), source, precision)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ScoringSpec:
-        """The spec a run recorded (:meth:`config`)."""
+        """The spec a run recorded (:meth:`config`); a record without ``precision`` is float32."""
         return cls(space_from_config(config), tuple(proxy_from_config(p) for p in config["proxies"]),
-                   dataset_info(config["dataset"]), int(config["seed"]), config.get("space_source"))
+                   dataset_info(config["dataset"]), int(config["seed"]), config.get("space_source"),
+                   config.get("precision", DEFAULT_PRECISION))
+
+    @property
+    def dtype(self) -> "torch.dtype":
+        import torch
+
+        return getattr(torch, self.precision)
 
     def config(self) -> dict[str, Any]:
         """What determines every score of a run: recorded with it, compared on resume.
@@ -55,6 +68,8 @@ class ScoringSpec:
         }
         if self.space_source is not None:
             config["space_source"] = dict(self.space_source)
+        if self.precision != DEFAULT_PRECISION:  # recorded only where it is not what runs always had
+            config["precision"] = self.precision
         if any(cp.probe_spec().kind == "real" for cp in self.proxies):
             from raynas.probes import probe_identity
 

@@ -240,9 +240,11 @@ def test_zico_hand_value():
     g1 = ce_gradient(W, X[0::2], Y[0::2])
     g2 = ce_gradient(W, X[1::2], Y[1::2])
     mu, sigma = (g1.abs() + g2.abs()) / 2, (g1 - g2).abs() / 2
-    expected = math.log(float((mu / sigma).sum()))
-    got = zico.compute(linear(), ProbeBatch(X, Y), zico.ZicoOptions(), ctx())["zico"]
-    assert got == pytest.approx(expected, rel=1e-10)
+    for options in (zico.ZicoOptions(), zico.ZicoOptions(noise_tol=0.0)):
+        kept = sigma > options.noise_tol * mu
+        expected = math.log(float((mu / sigma)[kept].sum()))
+        got = zico.compute(linear(), ProbeBatch(X, Y), options, ctx())["zico"]
+        assert got == pytest.approx(expected, rel=1e-10)
 
 
 def test_zico_skips_constant_elements_and_dead_layers():
@@ -250,6 +252,15 @@ def test_zico_skips_constant_elements_and_dead_layers():
     assert zico.zico_from_gradients([same, same]) == 0.0  # σ = 0 everywhere → layer skipped
     a, b = [torch.tensor([1.0, 3.0])], [torch.tensor([1.0, 1.0])]
     assert zico.zico_from_gradients([a, b]) == pytest.approx(math.log(2.0 / 1.0))
+
+
+def test_zico_noise_tol_skips_elements_whose_batches_coincide_to_rounding():
+    """Two batches whose gradients agree to 1e-6: μ/σ ≈ 1e6 is a ratio of rounding
+    differences. noise_tol=1e-3 skips it like σ = 0; noise_tol=0 (the official rule) keeps it."""
+    a = [torch.tensor([1.0, 3.0, 2.0], dtype=torch.float64)]
+    b = [torch.tensor([1.0 + 2e-6, 1.0, 2.0], dtype=torch.float64)]
+    assert zico.zico_from_gradients([a, b], noise_tol=1e-3) == pytest.approx(math.log(2.0))
+    assert zico.zico_from_gradients([a, b], noise_tol=0.0) == pytest.approx(math.log(2.0 + (1 + 1e-6) / 1e-6))
 
 
 def test_shared_pass_is_computed_once_per_batch():

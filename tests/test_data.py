@@ -341,3 +341,39 @@ def test_a_worker_with_other_probe_data_refuses_to_score(embedded_only, shared_d
     with pytest.raises(WorkerSetupError, match="probe_data: run .*'embedded'.*worker .*'RAYNAS_DATA_DIR'"):
         worker({"cells": [[1, 2]]})  # the first shard reports it (a constructor error would be retried)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_old_run_record_means_the_old_definitions_and_never_mixes_with_new(tmp_path):
+    """A record from before the noise thresholds has no noise_tol: it reads back as
+    noise_tol=0, a request for the old definition is the same config, the new default is
+    refused, and a raynas whose InTrain gave other columns is refused too."""
+    from raynas.spec import ScoringSpec
+
+    old = ScoringSpec.resolve("nb201", "intrain:noise_tol=0;zico:noise_tol=0", "cifar10", 0)
+    record = old.config()
+    assert all("noise_tol" not in p for p in record["proxies"])  # as runs were recorded before
+    assert ScoringSpec.from_config(record).proxies[0].options.noise_tol == 0.0
+    assert ScoringSpec.from_config(record).config() == record
+    new = ScoringSpec.resolve("nb201", "intrain;zico", "cifar10", 0)
+    assert new.proxies[0].options.noise_tol > 0 and new.config() != record
+    assert new.proxies[0].seed_key == old.proxies[0].seed_key == "intrain"  # thresholds draw nothing
+
+    out = tmp_path
+    before = {c: r for c, r in old.column_roles().items() if c != "o_zero_tensors"}  # an older raynas' columns
+    check_or_write_run_config(out, record, {"raynas": "0.0.old"}, columns=before)
+    check_or_write_run_config(out, record, {"raynas": "0.0.old"}, columns=before)  # resumes itself
+    with pytest.raises(RunConfigMismatch, match="different scoring configuration"):
+        check_or_write_run_config(out, new.config(), {"raynas": "test"}, columns=new.column_roles())
+    with pytest.raises(RunConfigMismatch, match="o_zero_tensors differ"):
+        check_or_write_run_config(out, record, {"raynas": "test"}, columns=old.column_roles())
+
+
+def test_precision_is_recorded_only_when_not_float32():
+    from raynas.spec import ScoringSpec
+
+    assert "precision" not in ScoringSpec.resolve("nb201", "params").config()
+    exact = ScoringSpec.resolve("nb201", "params", precision="float64")
+    assert exact.config()["precision"] == "float64"
+    assert ScoringSpec.from_config(exact.config()).config() == exact.config()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ScoringSpec.resolve("nb201", "params", precision="float16")

@@ -1,6 +1,8 @@
 """benchmarks/gpu_suite.py end to end on CPU at toy sizes, so that the one-shot GPU run
 cannot rot: the Ray-free sweep (this checkout and a baseline package, side by side), the
-Ray run checked exactly-once, and the whole-space phase cut by the budget and compacted."""
+Ray run checked exactly-once, the agreement check and the whole-space phase, compacted.
+``--tiny`` fixes every phase's cell count and ignores the clock, so a busy machine only
+makes this test slower."""
 
 import json
 import os
@@ -20,8 +22,8 @@ def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
     # that the side-by-side path runs, not the ratio.
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--device", "cpu", "--tiny", "--out", str(out),
-         "--baseline-dir", str(ROOT), "--budget-s", "140", "--ray-reserve-s", "70"],
-        env=env, capture_output=True, text=True, timeout=400)
+         "--baseline-dir", str(ROOT)],
+        env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "gpu_suite.json").read_text())
     assert report["device"] == "cpu" and report["finished"]
@@ -32,8 +34,10 @@ def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
         assert set(point["ms_per_cell"]) == {"intrain", "gradalign"}
     assert report["ray"]["returncode"] == 0 and report["ray"]["exactly_once"]["ok"]
     assert report["ray"]["exactly_once"]["rows"] == 8
+    agreement = report["agreement"]["largest_relative_difference"]["threads1"]
+    assert set(agreement) >= {"intrain", "o", "gradalign_1", "params"} and agreement["params"] == 0
     whole = report["whole"]
-    assert whole["cells"] > 0 and whole["exactly_once"]["ok"]
+    assert whole["cells"] == 6 and whole["exactly_once"]["ok"]
     table = pq.read_table(out / "nb201_cifar10_whole.parquet")
     assert table.num_rows == whole["cells"]
     assert table.column("index").to_pylist() == sorted(table.column("index").to_pylist())

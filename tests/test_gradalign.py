@@ -55,7 +55,7 @@ def test_classes_of_different_sizes_in_blocks_of_any_width(width):
     stream = SignStream(sums, chunk, chunk.slots, width, g)
     rows = g[chunk.rows]
     for a in range(0, 23, 5):  # pieces of 5 columns, split across blocks of ``width``
-        stream.write(rows[:, a : a + 5])
+        stream.write(g, rows[:, a : a + 5])
     stream.flush()
     sums.end_chunk()
     got = sums.scores()
@@ -65,6 +65,69 @@ def test_classes_of_different_sizes_in_blocks_of_any_width(width):
     assert got["gradalign_2"] == pytest.approx(ga2, rel=1e-12)
     assert got["gradalign_classes"] == 3
     assert alignment_scores([g], labels) == got
+
+
+def test_noise_tensors_count_as_zero_per_sample():
+    """A tensor whose max|g| is below noise_tol times the sample's largest |g| adds nothing
+    for that sample: held small tensors are zeroed at the end, a large one that turns out
+    to be noise raises (model_alignment then holds everything), and the scores are the
+    definitions' on the gradients with those entries zeroed."""
+    from raynas.proxies.gradalign import HELD_NUMEL, AlignmentSums, NoiseInStreamedTensor, SignStream, plan_chunks
+
+    gen = torch.Generator().manual_seed(5)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    big = torch.randn(6, 40, generator=gen)
+    small = torch.randn(6, 8, generator=gen)
+    small[[1, 4]] *= 1e-12  # noise for samples 1 and 4 only
+    expected = torch.cat([big, small.clone().index_fill_(0, torch.tensor([1, 4]), 0.0)], 1)
+    (chunk,) = plan_chunks(labels, len(labels))
+
+    def run(pieces, hold_all=False):
+        sums = AlignmentSums(big.device, 48)
+        sums.start_chunk(chunk)
+        stream = SignStream(sums, chunk, chunk.slots, 7, big, noise_tol=1e-9, hold_all=hold_all)
+        for param, piece in pieces:
+            stream.write(param, piece[chunk.rows])
+        stream.flush()
+        sums.end_chunk()
+        return sums.scores()
+
+    small_param, large_param = torch.empty(8), torch.empty(HELD_NUMEL + 1)
+    got = run([(large_param, big), (small_param, small)])
+    ga1, ga2 = naive_alignment(expected, labels)
+    assert got["gradalign_1"] == pytest.approx(ga1, rel=1e-12)
+    assert got["gradalign_2"] == pytest.approx(ga2, rel=1e-12)
+    assert got["gradalign_1"] != pytest.approx(naive_alignment(torch.cat([big, small], 1), labels)[0])
+    with pytest.raises(NoiseInStreamedTensor):  # the noise in a tensor already reduced
+        run([(small_param, big), (large_param, small)])
+    assert run([(small_param, big), (large_param, small)], hold_all=True) == got
+
+
+def test_model_alignment_zeroes_the_noise_of_a_shift_a_later_bn_removes():
+    """conv-BN-conv1x1-BN: the first BN's shift reaches the second BN as a per-channel
+    constant, which per-sample BN removes, so its exact per-sample gradient is zero; in
+    float32 it is rounding noise. With noise_tol it adds nothing; without, its coin-flip
+    signs enter the sums."""
+    from raynas.probes import ProbeBatch
+    from raynas.proxies import persample
+    from raynas.proxies.gradalign import model_alignment
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.Conv2d(6, 6, 1, bias=False),
+                          nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    batch = ProbeBatch(torch.randn(12, 3, 8, 8), torch.arange(12) % 3)
+    matrix = persample.per_sample_gradients(model, batch.inputs, batch.labels, "per_sample")
+    sizes = [p.numel() for p in model.parameters()]
+    shift = next(i for i, p in enumerate(model.parameters()) if p is model[1].bias)
+    start = sum(sizes[:shift])
+    noise = matrix[:, start : start + sizes[shift]]
+    assert 0 < float(noise.abs().max()) < 1e-6 * float(matrix.abs().max())  # rounding noise, not zero
+    cleaned = matrix.clone()
+    cleaned[:, start : start + sizes[shift]] = 0
+    with_tol = model_alignment(model, batch, "per_sample", 12, noise_tol=1e-6)
+    assert with_tol["gradalign_1"] == pytest.approx(naive_alignment(cleaned, batch.labels)[0], rel=1e-12)
+    without = model_alignment(model, batch, "per_sample", 12, noise_tol=0.0)
+    assert without["gradalign_1"] == pytest.approx(naive_alignment(matrix, batch.labels)[0], rel=1e-12)
 
 
 def test_identical_samples_align_perfectly():

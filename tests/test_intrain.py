@@ -54,6 +54,38 @@ def test_gradient_resilience_hand_values():
     assert math.isnan(r(float("inf"), 1.0))
 
 
+def test_noise_level_tensors_count_as_zero():
+    """A tensor whose max|g| is at most noise_tol times the largest of all adds 0 (its
+    std/max of rounding noise would be an arbitrary number in [0, 1]); the rest are
+    untouched, and noise_tol=0 keeps everything that is not exactly zero."""
+    g = torch.Generator().manual_seed(1)
+    real, tiny = torch.randn(50, generator=g), torch.randn(20, generator=g) * 1e-9
+    alone = [float(gradient_resilience([t])[0]) for t in (real, tiny)]
+    for batched in (False, True):
+        kept = gradient_resilience([real, tiny], batched=batched, noise_tol=1e-8).tolist()
+        assert kept == pytest.approx([alone[0], 0.0], rel=1e-12)
+        assert gradient_resilience([real, tiny], batched=batched, noise_tol=0.0).tolist() == pytest.approx(alone, rel=1e-12)
+        assert math.isnan(float(gradient_resilience([real, torch.tensor([1.0, float("nan")])], batched=batched,
+                                                    noise_tol=1e-8)[1]))
+
+
+def test_o_zero_tensors_counts_the_shift_a_later_bn_removes():
+    """conv-BN-conv1x1-BN-ReLU-pool-linear: the first BN's shift reaches the second, train-mode
+    BN as a per-channel constant and is removed, so its exact gradient is zero and its float32
+    gradient rounding noise; it is the one tensor that counts as zero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.Conv2d(6, 6, 1, bias=False),
+                          nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    batch = ProbeBatch(torch.randn(16, 3, 8, 8), torch.arange(16) % 3)
+    ctx = ProxyContext(torch.device("cpu"), 3, 0)
+    out = compute(model, batch, InTrainOptions(noise_tol=1e-6), ctx)  # its noise: 1.4e-8 of the largest |g|
+    assert out["o_zero_tensors"] == 1.0
+    model.zero_grad()
+    old = compute(model, batch, InTrainOptions(noise_tol=0.0), ctx)
+    assert old["o_zero_tensors"] == 0.0 and old["gamma"] == out["gamma"]
+    assert 0.0 < old["o"] - out["o"] <= 1.0  # the noise tensor's arbitrary ratio, gone
+
+
 def test_gradient_resilience_segments_are_independent(monkeypatch):
     """All tensors at once (one concatenated vector, the GPU path) equals each tensor alone
     (the CPU path), whatever the shapes and scales of its neighbours."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.lock import acquire_lock
+from raynas.precision import DEFAULT_PRECISION
 from raynas.results import (check_or_write_run_config, clean_temporaries, drop_replaced_rows,
                             drop_superseded_error_rows, scan_results)
 from raynas.spaces import SearchSpace, get_space
@@ -36,6 +37,7 @@ class RunOptions:
     out: str | Path  # a local folder, or s3://bucket/prefix
     dataset: str = "cifar10"
     seed: int = 0
+    precision: str = DEFAULT_PRECISION  # float32 | float64 (raynas.precision)
     cells: Sequence[int] | None = None  # explicit selection (indices); None = whole space
     limit: int | None = None  # first N of the selection
     device: str = "auto"  # auto: GPU actors if the cluster has GPUs now, else CPU
@@ -52,7 +54,7 @@ class RunOptions:
 
     def spec(self) -> ScoringSpec:
         """The request resolved once; the run records it and the actors build from it."""
-        return ScoringSpec.resolve(self.space, self.proxies, self.dataset, self.seed)
+        return ScoringSpec.resolve(self.space, self.proxies, self.dataset, self.seed, self.precision)
 
 
 @dataclass

@@ -122,19 +122,34 @@ class ConfiguredProxy:
     def seed_key(self) -> str:
         """What the proxy's private seed is derived from: the proxy and its options, never
         its label (``z2=zen`` and ``zen`` score the same). Default options give the bare
-        name, the key used before options took part."""
+        name, the key used before options took part. Options added later (those that name
+        an ``absent`` value, :func:`absent_values`) only set thresholds of the arithmetic
+        and never take part, so a cell draws the same numbers under either definition."""
         options = dataclasses.asdict(self.options)
-        changed = {k: v for k, v in options.items() if v != dataclasses.asdict(self.proxy.options_cls()).get(k)}
+        later = absent_values(self.proxy.options_cls)
+        defaults = dataclasses.asdict(self.proxy.options_cls())
+        changed = {k: v for k, v in options.items() if k not in later and v != defaults.get(k)}
         return self.proxy.name + (f":{json.dumps(changed, sort_keys=True)}" if changed else "")
 
     def config_dict(self) -> dict[str, Any]:
-        config = {"proxy": self.proxy.name, "label": self.label, **dataclasses.asdict(self.options)}
+        """The options as a run records them. An option added after runs were recorded is
+        left out where it holds the value its absence means, so an old run's record and a
+        request for the old definition are the same config (and resume each other)."""
+        later = absent_values(self.proxy.options_cls)
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in later or v != later[k]}
+        config = {"proxy": self.proxy.name, "label": self.label, **options}
         if self.source is not None:
             config["source"] = dict(self.source)
         return config
 
     def probe_spec(self) -> ProbeSpec:
         return self.proxy.probe(self.options)
+
+
+def absent_values(options_cls: type) -> dict[str, Any]:
+    """Options added after runs were recorded, with the value a record without them means
+    (declared as ``field(default=..., metadata={"absent": value})``)."""
+    return {f.name: f.metadata["absent"] for f in dataclasses.fields(options_cls) if "absent" in f.metadata}
 
 
 def forward_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:

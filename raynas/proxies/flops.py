@@ -19,18 +19,19 @@ class FlopsOptions:
     resolution: int | None = None  # None: the dataset's native size
 
 
-def count_macs(model: nn.Module, resolution: int, device: torch.device | str = "cpu") -> int:
+def count_macs(model: nn.Module, resolution: int, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> int:
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.zeros(1, 3, resolution, resolution, device=device))
+        model(torch.zeros(1, 3, resolution, resolution, device=device, dtype=dtype))
     model.train(was_training)
     return counter.get_total_flops() // 2
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: FlopsOptions, ctx: ProxyContext) -> dict[str, float]:
-    return {"flops": float(count_macs(model, batch.inputs.shape[-1], ctx.device))}
+    return {"flops": float(count_macs(model, batch.inputs.shape[-1], ctx.device, batch.inputs.dtype))}
 
 
 PROXY = ProxyDef(

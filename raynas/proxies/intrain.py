@@ -4,12 +4,21 @@
 o = Σ_i min(1, std(g_i) / max|g_i|) over parameter gradients, from one forward and one
 backward on a Gaussian batch with random labels, BN in train mode.
 Spec and open choices: ``shared/docs/seed-proxies.md``; measured choices: docs/results.md.
+
+Rounding noise (``noise_tol``): some tensors' exact gradient is zero — a BN shift whose
+per-channel constant a later train-mode BN removes — and in floating point they hold
+rounding noise, whose std/max ratio is an arbitrary number in [0, 1] that changes with the
+convolution kernel, the thread count and the device. A tensor whose max|g| is at most
+``noise_tol`` times the network's largest |g| therefore counts as zero: it adds 0 to o and
+is counted in ``o_zero_tensors``. The default sits in the gap that
+``benchmarks/gradient_noise.py`` measures (docs/results.md); ``noise_tol=0`` is the
+definition before it (only exact zeros count as zero).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +30,7 @@ from raynas.proxies.segments import concat_segments, segment_sum
 
 LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
 GRAD_PARAMS = ("multi_element", "all", "weights")
+NOISE_TOL = 1e-6  # measured: docs/results.md, "Rounding noise in gradients"
 
 
 @dataclass(frozen=True)
@@ -31,12 +41,17 @@ class InTrainOptions:
     grad_params: str = "multi_element"  # which tensors enter o: multi_element | all | weights
     eps: float = 1e-10  # ridge added to each covariance
     dead_tol: float = 1e-8  # layer is collapsed when tr(Cov) <= dead_tol · E‖a‖²
+    # gradient tensors with max|g| <= noise_tol · (largest |g|) count as zero (module doc);
+    # runs recorded before the option existed used 0
+    noise_tol: float = field(default=NOISE_TOL, metadata={"absent": 0.0})
 
     def __post_init__(self) -> None:
         if self.layers not in LAYER_TYPES:
             raise ValueError(f"intrain layers must be one of {sorted(LAYER_TYPES)}, got {self.layers!r}")
         if self.grad_params not in GRAD_PARAMS:
             raise ValueError(f"intrain grad_params must be one of {GRAD_PARAMS}, got {self.grad_params!r}")
+        if not 0 <= self.noise_tol < 1:
+            raise ValueError(f"intrain noise_tol must be in [0, 1), got {self.noise_tol}")
 
 
 def activation_rows(activation: torch.Tensor) -> torch.Tensor:
@@ -100,9 +115,11 @@ def participation_ratio(activation: torch.Tensor, eps: float = 1e-10, dead_tol: 
     return participation_ratios([activation], eps, dead_tol)[0]
 
 
-def gradient_resilience(grads: list[torch.Tensor], batched: bool | None = None) -> torch.Tensor:
-    """r_i = min(1, std(g_i) / max|g_i|) (population std) per gradient tensor, 0 for an
-    all-zero gradient, NaN for a non-finite one, as a float64 vector on their device. On a
+def gradient_resilience(grads: list[torch.Tensor], batched: bool | None = None,
+                        noise_tol: float = 0.0) -> torch.Tensor:
+    """r_i = min(1, std(g_i) / max|g_i|) (population std) per gradient tensor, 0 for a
+    tensor whose max|g_i| is at most ``noise_tol`` times the largest of all (0 for an
+    all-zero one), NaN for a non-finite one, as a float64 vector on their device. On a
     GPU all tensors at once (one concatenated vector and segment reductions: ~10 kernels,
     not ~6 per tensor); on a CPU tensor by tensor, which is 4× faster there (``batched``
     overrides the choice)."""
@@ -122,7 +139,9 @@ def gradient_resilience(grads: list[torch.Tensor], batched: bool | None = None) 
         mean = segment_sum(flat, segment, len(grads)) / sizes
         std = (segment_sum((flat - mean[segment]).pow(2), segment, len(grads)) / sizes).sqrt()
     ratio = torch.clamp(std / peak, max=1.0)
-    return torch.where(peak > 0, ratio, torch.where(peak == 0, zeros, torch.full_like(zeros, float("nan"))))
+    scale = torch.where(peak.isfinite(), peak, zeros).max()  # the largest finite |g|
+    real = peak > noise_tol * scale
+    return torch.where(real, ratio, torch.where(peak.isfinite(), zeros, torch.full_like(zeros, float("nan"))))
 
 
 def _grad_tensors(model: nn.Module, which: str) -> list[torch.Tensor]:
@@ -148,15 +167,15 @@ def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: P
     F.cross_entropy(logits, batch.labels).backward()
 
     # Everything stays on the device until this one read-back.
-    gamma, o = torch.stack([
-        ratios.log().sum(),
-        gradient_resilience(_grad_tensors(model, options.grad_params)).to(logits.device).sum(),
-    ]).tolist()
+    r = gradient_resilience(_grad_tensors(model, options.grad_params), noise_tol=options.noise_tol)
+    r = r.to(logits.device)
+    gamma, o, zero = torch.stack([ratios.log().sum(), r.sum(), (r == 0).sum().double()]).tolist()
     n_layers = len(ratios)
     return {
         "gamma": gamma,
         "o": o,
         "L": float(n_layers),
+        "o_zero_tensors": zero,
         "intrain": gamma * (1.0 + o) / math.log(n_layers + 1),
     }
 
@@ -165,10 +184,10 @@ PROXY = ProxyDef(
     name="intrain",
     compute=compute,
     options_cls=InTrainOptions,
-    components=("intrain", "gamma", "o", "L"),
+    components=("intrain", "gamma", "o", "L", "o_zero_tensors"),
     headline="intrain",
     probe=lambda o: ProbeSpec("gaussian", o.batch_size, o.resolution),
     higher_is_better=True,
     description="geometric capacity x optimisation resilience / log(L+1) (Gaussian batch)",
-    diagnostics=("L",),
+    diagnostics=("L", "o_zero_tensors"),
 )

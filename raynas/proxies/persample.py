@@ -152,7 +152,7 @@ class GradientMatrix:
     Pieces are written in order into their parameter's block; a layer called twice adds."""
 
     def __init__(self, model: nn.Module, n: int, like: torch.Tensor):
-        params = list(model.parameters())
+        params = self._params = list(model.parameters())
         sizes = [p.numel() for p in params]
         self.matrix = torch.empty(n, sum(sizes), dtype=like.dtype, device=like.device)
         self._blocks = {id(p): self.matrix[:, a - size : a] for p, size, a in zip(params, sizes, itertools.accumulate(sizes))}
@@ -178,18 +178,22 @@ class GradientMatrix:
                 block.zero_()
         return self.matrix
 
+    def written(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, its (N, numel) columns) for each parameter the loss reached."""
+        return ((p, self._blocks[id(p)]) for p in self._params if id(p) in self._filled)
+
 
 class _Stream:
-    """Hands each piece on as it comes, flattened to (N, columns): for a caller that only
-    sums over columns and needs no matrix (each parameter is written once)."""
+    """Hands each piece on as it comes, flattened to (N, columns), with its parameter: for a caller that only sums over columns and needs no matrix (each parameter
+    is written once, possibly in several pieces)."""
 
-    def __init__(self, consume: Callable[[torch.Tensor], None]):
+    def __init__(self, consume: Callable[[torch.Tensor, torch.Tensor], None]):
         self.consume = consume
 
     def write(self, param: torch.Tensor, piece: torch.Tensor) -> None:
         if piece.dim() > 2:  # a view where it can be: this runs ~10 times per layer
             piece = piece.view(len(piece), -1) if piece.is_contiguous() else piece.reshape(len(piece), -1)
-        self.consume(piece)
+        self.consume(param, piece)
 
 
 def _layer_gradients(call: LayerCall, out: GradientMatrix | _Stream, max_bytes: int) -> None:
@@ -326,16 +330,16 @@ def per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.T
 
 
 def stream_per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, bn: str,
-                                consume: Callable[[torch.Tensor], None], max_bytes: int = 256 * 2**20) -> bool:
-    """The same per-sample gradients, handed to ``consume`` as (N, columns) pieces during
-    the backward, layer by layer as each output gradient is known, never held together:
-    for reductions over columns, which then work on small blocks instead of a matrix of
-    N × P floats, while each layer's input and output gradient are freed as soon as the
-    backward is done with them. The pieces come in no fixed column order. Parameters the
-    loss does not reach give no piece (their columns would be zeros). A network that calls
-    a layer twice (whose pieces must be added first) goes through the matrix, handed on
-    whole. False, with nothing consumed, when the network has a layer without a closed
-    form."""
+                                consume: Callable[[torch.Tensor, torch.Tensor], None], max_bytes: int = 256 * 2**20) -> bool:
+    """The same per-sample gradients, handed to ``consume(parameter, piece)`` as
+    (N, columns) pieces during the backward, layer by layer as each output gradient is
+    known, never held together: for reductions over columns, which then work on small
+    blocks instead of a matrix of N × P floats, while each layer's input and output
+    gradient are freed as soon as the backward is done with them. The pieces come in no
+    fixed column order. Parameters the loss does not reach give no piece (their columns
+    would be zeros). A network that calls a layer twice (whose pieces must be added first)
+    goes through the matrix, handed on a parameter at a time after the backward. False,
+    with nothing consumed, when the network has a layer without a closed form."""
     matrix: GradientMatrix | None = None
     stream = _Stream(consume)
 
@@ -359,5 +363,6 @@ def stream_per_sample_gradients(model: nn.Module, inputs: torch.Tensor, labels: 
             return False
         if matrix is not None:
             _write_all(calls, matrix, max_bytes)
-            consume(matrix.finish())
+            for param, block in matrix.written():
+                consume(param, block)
         return True

@@ -30,7 +30,7 @@ from raynas.proxies import (
     zico,
 )
 from raynas.plugins import PROXY_GROUP, find_plugin
-from raynas.proxies.base import ConfiguredProxy, ProxyDef
+from raynas.proxies.base import ConfiguredProxy, ProxyDef, absent_values
 
 BASELINE_PROXIES = (  # the peers' baselines, in the order their columns appear
     grad_norm.PROXY, snip.PROXY, grasp.PROXY, fisher.PROXY, jacob_cov.PROXY, synflow.PROXY,
@@ -68,6 +68,7 @@ def proxy_from_config(config: dict) -> ConfiguredProxy:
     config = dict(config)
     name, label, source = config.pop("proxy"), config.pop("label"), config.pop("source", None)
     proxy, found_source = find_proxy(source["import"] if source else name)
+    config = {**absent_values(proxy.options_cls), **config}  # a record from before an option existed
     if source and found_source and found_source.get("version") != source.get("version"):
         raise ValueError(f"proxy {label!r}: the run used {source.get('package')} {source.get('version')}, "
                          f"this worker has {found_source.get('version')}")
