@@ -3,6 +3,7 @@
     python benchmarks/bench_proxies.py                       # 50 cells, CPU (or CUDA if present)
     python benchmarks/bench_proxies.py --device cuda --cells 50 --json out.json
     python benchmarks/bench_proxies.py --proxies baselines --alone   # shared pass vs one at a time
+    python benchmarks/bench_proxies.py --proxies all --cells 6 --float64  # what float64 costs, per proxy
 
 The first cell is scored twice and its first result dropped (vmap/cuDNN warm-up).
 """
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the medians here too")
+    ap.add_argument("--float64", action="store_true",
+                    help="also score the same cells in float64 (precision='float64') and print each proxy's cost ratio")
     ap.add_argument("--alone", action="store_true",
                     help="also score each proxy in a scorer of its own and compare the total time")
     args = ap.parse_args()
@@ -72,6 +75,19 @@ def main() -> None:
         report["median_alone_total_s"] = alone
         print(f"  one proxy at a time: {alone:.3f} s/cell; together: {together:.3f} s/cell "
               f"(saves {100 * (1 - together / alone):.0f}%)")
+    if args.float64:
+        exact = CellScorer("nb201", args.proxies, dataset=args.dataset, device=args.device, precision="float64")
+        exact.score(cells[0])
+        rows64 = [exact.score(c) for c in cells]
+        report["float64"] = {}
+        for cp in scorer.proxies:
+            t32 = report["proxies"][cp.label]["median_s"]
+            t64 = statistics.median(r[f"{cp.label}_time_s"] for r in rows64)
+            report["float64"][cp.label] = {"median_s": t64, "ratio": t64 / t32 if t32 else float("nan")}
+            print(f"  float64 {cp.label:12s} {t64:8.3f} s/cell   ({t64 / t32 if t32 else float('nan'):.1f}× float32)")
+        total64 = statistics.median(sum(r[f"{cp.label}_time_s"] for cp in exact.proxies) + r["build_time_s"]
+                                    for r in rows64)
+        print(f"  float64 all + build {total64:8.3f} s/cell ({total64 / report['median_total_s']:.1f}× float32)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

@@ -73,7 +73,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"space {space.name}: {len(space):,} cells; ground truth: "
           f"{'yes' if hasattr(space, 'ground_truth') else 'no (raynas report --ground-truth FILE)'}")
     print(f"example cell 0: {space.example()}")
-    print("datasets: " + ", ".join(DATASETS))
+    known = list(space.ground_truth().accuracy_of) if hasattr(space, "ground_truth") else []
+    print("datasets to score on: " + ", ".join(DATASETS)
+          + (f"; accuracies (for raynas report) on: {', '.join(known)}" if known else ""))
     print("\nproxies ('all' means these built-ins; plugins are asked for by name or import path):")
     for proxy in PROXIES.values():
         print("  " + _describe_proxy(proxy))
@@ -147,9 +149,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from raynas.storage import open_store
 
+    from raynas.results import RUN_FILE
+
     out = open_store(args.results)
     if not out.entries():
         raise ValueError(f"{out} is empty or not a directory")
+    if not out.exists(RUN_FILE):
+        raise ValueError(f"{out} is not a raynas results directory (no {RUN_FILE}); `raynas score --out` makes one")
     scan = scan_results(out)
     print(_scan_summary(scan))
     for path, why in scan.rejected:

@@ -111,7 +111,7 @@ def scan_results(out: str | Path | Store) -> PartScan:
     recorded config is the run's (``_raynas_run.json``; a directory without one, such as
     a benchmark's, accepts any readable part) and whose schema is that of the first one."""
     store = open_store(out)
-    config = json.loads(store.read_text(RUN_FILE))["config"] if store.exists(RUN_FILE) else None
+    config = _run_record(store)["config"] if store.exists(RUN_FILE) else None
     scan, schema = PartScan(), None
     for entry in store.entries():
         if entry.name.startswith((".", "_")):
@@ -127,7 +127,7 @@ def scan_results(out: str | Path | Store) -> PartScan:
             cells = table.column("index").to_pylist()
             statuses = table.column("status").to_pylist() if "status" in columns else [None] * len(cells)
         except (pa.ArrowInvalid, OSError, KeyError) as exc:
-            scan.rejected.append((path, f"unreadable ({str(exc).splitlines()[0][:80]})"))
+            scan.rejected.append((path, f"unreadable ({(str(exc).splitlines() or [type(exc).__name__])[0]})"))
             continue
         recorded = (part_schema.metadata or {}).get(b"raynas.config")
         if config is not None and recorded is None:
@@ -228,7 +228,7 @@ def check_or_write_run_config(out: str | Path | Store, config: dict[str, Any], v
     record = {"config": config, "versions": versions, **({"columns": columns} if columns else {})}
     if store.create(RUN_FILE, dumps(record)):
         return
-    existing = json.loads(store.read_text(RUN_FILE))
+    existing = _run_record(store)
     if existing.get("config") != config:
         raise RunConfigMismatch(
             f"{store} holds results of a different scoring configuration; refusing to mix them.\n"
@@ -251,7 +251,18 @@ def read_run_config(out: str | Path | Store) -> dict[str, Any]:
     store = open_store(out)
     if not store.exists(RUN_FILE):
         raise FileNotFoundError(f"{store} is not a raynas results directory (no {RUN_FILE})")
-    return json.loads(store.read_text(RUN_FILE))
+    return _run_record(store)
+
+
+def _run_record(store: Store) -> dict[str, Any]:
+    """The run record, or a one-line error naming the file when it is not one."""
+    try:
+        record = json.loads(store.read_text(RUN_FILE))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{store}/{RUN_FILE} is not a raynas run record (not JSON: {exc})") from None
+    if not isinstance(record, dict) or "config" not in record:
+        raise ValueError(f"{store}/{RUN_FILE} is not a raynas run record (no 'config' in it)")
+    return record
 
 
 def load_results(out: str | Path | Store, columns: Sequence[str] | None = None,

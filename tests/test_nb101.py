@@ -136,3 +136,11 @@ def test_mutation_gives_a_valid_other_cell_one_edit_away(nb101):
         assert len(seen) > 3  # mutations explore, not one fixed neighbour
     first, second = np.random.default_rng(5), np.random.default_rng(5)
     assert [space.mutate(7, first) for _ in range(5)] == [space.mutate(7, second) for _ in range(5)]  # seeded
+
+
+def test_info_names_the_datasets_with_accuracies(capsys):
+    from raynas.cli import main
+
+    assert main(["info", "nb101"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("datasets"))
+    assert line.endswith("accuracies (for raynas report) on: cifar10")

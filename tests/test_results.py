@@ -78,3 +78,15 @@ def test_local_create_if_absent_also_without_hard_links(tmp_path, monkeypatch):
     assert store.create("_y.json", b"first") and not store.create("_y.json", b"second")
     assert (tmp_path / "_y.json").read_bytes() == b"first"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # no temporaries left
+
+
+def test_a_run_record_that_is_not_json_is_named_in_one_line(tmp_path):
+    from raynas.results import RUN_FILE, read_run_config, scan_results
+
+    (tmp_path / RUN_FILE).write_bytes(b"\xff\xfe not json")
+    for read in (read_run_config, scan_results):
+        with pytest.raises(ValueError, match=f"{RUN_FILE} is not a raynas run record"):
+            read(tmp_path)
+    (tmp_path / RUN_FILE).write_text('{"versions": {}}')
+    with pytest.raises(ValueError, match="no 'config' in it"):
+        read_run_config(tmp_path)

@@ -138,3 +138,10 @@ def test_error_rows_are_counted_and_a_real_row_wins_over_an_error_row(tmp_path, 
     assert drop_replaced_rows(out, [5], keep=[again]) == 1
     assert scan_results(out).errors == set() and len(load_results(out)) == 8
     assert drop_replaced_rows(out, [2], keep=[]) == 1 and not (out / retried).exists()
+
+
+def test_check_says_when_a_folder_is_not_a_results_directory(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("my notes")
+    assert main(["check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a raynas results directory (no _raynas_run.json)" in err and len(err.strip().splitlines()) == 1
