@@ -6,6 +6,7 @@ report progress. Rows are committed by the actors (:mod:`raynas.distributed.acto
 from __future__ import annotations
 
 import logging
+import time
 import math
 import os
 import warnings
@@ -50,6 +51,7 @@ class RunOptions:
     max_task_retries: int = 4  # shard retries on a restarted actor
     progress_interval_s: float = 10.0
     retry_errors: bool = False  # rescore the cells whose row is an error row, replacing it
+    gpu_wait_s: float = 600.0  # --device cuda on a cluster with no GPU yet: how long to wait for one
     log: logging.Logger = field(default=logger, repr=False)
 
     def spec(self) -> ScoringSpec:
@@ -126,6 +128,8 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int], config: dict) -> tuple[s
         opts.log.info("device auto: cluster has %g GPU(s) → %s actors%s", gpus, device.upper(),
                          "" if gpus else " (pass --device cuda on a cluster whose GPU workers autoscale from 0)")
     if device == "cuda":
+        if not gpus:
+            gpus = wait_for_gpus(opts)
         per_actor = opts.num_gpus_per_actor
         if per_actor is None:
             per_actor, reason = _measured_gpus_per_actor(opts, todo, gpus, cpus, config)
@@ -136,6 +140,31 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int], config: dict) -> tuple[s
         raise ValueError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
     fit = max(1, int(((os.cpu_count() or 1) if is_embedded(opts.address) else cpus) // opts.cpus_per_actor))
     return device, opts.max_actors or fit, None
+
+
+def wait_for_gpus(opts: RunOptions, poll_s: float = 5.0) -> float:
+    """The cluster's GPUs once it has any: a cluster whose GPU workers autoscale from zero
+    may need minutes to bring one up, so say so while waiting, and give up with a clear
+    message after ``opts.gpu_wait_s`` (an embedded Ray never gains one: it gives up at once)."""
+    import ray
+
+    if is_embedded(opts.address):
+        raise RuntimeError("--device cuda: the embedded Ray on this machine has no GPU (none that torch or Ray "
+                           "sees) and no autoscaler to add one; use --device cpu, or --address for a GPU cluster")
+    start = time.monotonic()
+    told = start
+    while (gpus := ray.cluster_resources().get("GPU", 0.0)) == 0:
+        waited = time.monotonic() - start
+        if waited >= opts.gpu_wait_s:
+            raise RuntimeError(f"--device cuda: no GPU joined the cluster in {opts.gpu_wait_s:.0f} s; does it have a "
+                               "GPU node type (cluster.yaml available_node_types)? Use --device cpu, or raise "
+                               "RunOptions.gpu_wait_s for a slow autoscaler")
+        if time.monotonic() - told >= 30 or told == start:
+            opts.log.warning("waiting for a GPU node (none in the cluster yet; an autoscaler may be starting one): "
+                             "%.0f s of at most %.0f s", waited, opts.gpu_wait_s)
+            told = time.monotonic()
+        time.sleep(poll_s)
+    return gpus
 
 
 def check_gpus_per_actor(value: float | None) -> None:
