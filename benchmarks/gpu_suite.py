@@ -23,8 +23,9 @@ Phases, each skipped when the budget is spent, each adding to ``OUT/gpu_suite.js
    that take most of it (``params`` alone: the network's build).
 2. **ray**: ``raynas score nb201 --device DEVICE`` on an embedded Ray with packed actors
    (GPUs per actor measured), a few hundred cells, checked exactly-once.
-3. **agreement**: every proxy on ``--agreement-cells`` fixed cells on the GPU and on the CPU
-   (``benchmarks/kernel_agreement.py``): the largest relative difference per component.
+3. **agreement**: every proxy on ``--agreement-cells`` fixed cells on the GPU (fp32, then
+   TF32, then bf16 autocast) and on the CPU (``benchmarks/kernel_agreement.py``): the
+   largest relative difference per component of each against the CPU's fp32.
 4. **whole**: as much of the whole NB201 space as the time left allows, through the same
    command (into ``--whole-dir`` when given, resuming a run already there), compacted into ``OUT/nb201_cifar10_whole.parquet`` (index-sorted; resumable).
 
@@ -335,14 +336,14 @@ def run(args: argparse.Namespace) -> dict:
     agreement_cells = 2 if args.tiny else args.agreement_cells
     if agreement_cells and suite.left() > args.ray_reserve_s / 2:
         # tiny (CPU): two CPU settings stand in for the device, so that the phase runs
-        settings = "default,threads1" if args.device == "cpu" else "default,cuda"
+        settings = "default,threads1" if args.device == "cpu" else "default,cuda,cuda_tf32,cuda_bf16"
         agreement_proxies = "intrain:batch_size=8,resolution=16;gradalign:batch_size=20;params" if args.tiny else "all"
         try:
             report["agreement"] = agreement_point(fixed_cells(agreement_cells), settings, agreement_proxies,
                                                   suite.left() - 20)
-            worst = report["agreement"]["largest_relative_difference"]
-            print("agreement (largest relative difference per component, " + settings + "): "
-                  + ", ".join(f"{c} {d:.1e}" for c, d in next(iter(worst.values())).items()), flush=True)
+            for setting, worst in report["agreement"]["largest_relative_difference"].items():
+                print(f"agreement {setting} vs CPU (largest relative difference per component): "
+                      + ", ".join(f"{c} {d:.1e}" for c, d in worst.items()), flush=True)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             report["agreement_failed"] = str(exc)
             print(f"agreement failed: {exc}", flush=True)

@@ -16,6 +16,7 @@ holds the tolerances these figures justify.
     python benchmarks/kernel_agreement.py --precision float64 --cells 13714,2000,9000,100
     python benchmarks/kernel_agreement.py --cells 0:15625:78 --settings default,no_mkldnn --tau \\
         --proxies intrain,gradalign,zico --json agreement.json
+    python benchmarks/kernel_agreement.py --cells 0:15625:157 --settings default,bf16_cpu --accuracy --proxies intrain
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ SETTINGS = {
     "no_mkldnn": {"mkldnn": False, "threads": 2, "device": "cpu"},
     "threads1": {"mkldnn": True, "threads": 1, "device": "cpu"},
     "cuda": {"mkldnn": True, "threads": 2, "device": "cuda"},  # the GPU suite's GPU-vs-CPU check
+    # reduced precision, measured against the float32 default (issue 21, item 6)
+    "bf16_cpu": {"mkldnn": True, "threads": 2, "device": "cpu", "autocast": torch.bfloat16},
+    "cuda_tf32": {"mkldnn": True, "threads": 2, "device": "cuda", "tf32": True},
+    "cuda_bf16": {"mkldnn": True, "threads": 2, "device": "cuda", "autocast": torch.bfloat16},
 }
 
 
@@ -47,7 +52,15 @@ def score_cells(space: str, proxies: str, cells: Sequence[int], setting: str, pr
     with torch.backends.mkldnn.flags(enabled=chosen["mkldnn"]):
         scorer = CellScorer(space, proxies, dataset=dataset, device=chosen["device"], threads=chosen["threads"],
                             measure_memory=False, precision=precision)
-        return scorer.score_columns, [scorer.score(c) for c in cells]
+        # The scorer turns TF32 off on a GPU; this setting turns it back on, for its cells only.
+        tf32 = chosen.get("tf32", False)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        autocast = chosen.get("autocast")
+        try:
+            with torch.autocast(chosen["device"], dtype=autocast, enabled=autocast is not None):
+                return scorer.score_columns, [scorer.score(c) for c in cells]
+        finally:
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def relative_difference(a: float, b: float) -> float:
@@ -73,6 +86,17 @@ def kendall_between(columns: Sequence[str], rows_a: Sequence[dict], rows_b: Sequ
     return out
 
 
+def accuracy_tau(space: str, dataset: str, columns: Sequence[str], rows: Sequence[dict]) -> dict[str, float]:
+    """Kendall τ of each score column against the space's test accuracy on ``dataset``."""
+    from raynas.analysis import rank_correlation
+    from raynas.spaces import get_space
+
+    accuracy = get_space(space).ground_truth().by_cell(dataset)
+    known = [r for r in rows if r["index"] in accuracy]
+    return {c: rank_correlation([r[c] for r in known], [accuracy[r["index"]] for r in known])["kendall_tau"]
+            for c in columns}
+
+
 def parse_cells(text: str) -> list[int]:
     if text.count(":") in (1, 2):
         return list(range(*(int(p) for p in text.split(":"))))
@@ -87,6 +111,8 @@ def main() -> None:
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--settings", default="default,no_mkldnn,threads1")
     ap.add_argument("--tau", action="store_true", help="Kendall τ between default and no_mkldnn, per column")
+    ap.add_argument("--accuracy", action="store_true",
+                    help="Kendall τ of each column against the benchmark's accuracy, per setting (NaN ranked last)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said on every flags() call
@@ -102,6 +128,8 @@ def main() -> None:
                                               for s in settings if s != "default"}}
     if args.tau:
         report["kendall_default_vs_no_mkldnn"] = kendall_between(columns, scored["default"], scored["no_mkldnn"])
+    if args.accuracy:
+        report["kendall_vs_accuracy"] = {s: accuracy_tau(args.space, "cifar10", columns, scored[s]) for s in settings}
     print(f"{args.space}, {len(cells)} cells, {args.precision}; seconds per setting: "
           + ", ".join(f"{s} {t:.0f}" for s, t in seconds.items()))
     others = [s for s in settings if s != "default"]
@@ -110,6 +138,8 @@ def main() -> None:
         line = f"{c:28s}" + "".join(f"{report['largest_relative_difference'][s][c]:12.1e}" for s in others)
         if args.tau and c in report["kendall_default_vs_no_mkldnn"]:
             line += f"   {report['kendall_default_vs_no_mkldnn'][c]:.5f}"
+        if args.accuracy:
+            line += "   τ vs accuracy " + " / ".join(f"{report['kendall_vs_accuracy'][s][c]:.4f}" for s in settings)
         print(line)
     if args.json:
         with open(args.json, "w") as f:
