@@ -15,9 +15,10 @@ Two mechanisms, found layer by layer:
   every component that differentiates moves with it. The exact alternative is
   ``precision="float64"``, where the window is 1e-16 and nothing flips (``FLOAT64``).
 
-Tolerances are the largest difference measured on 10 NB201 and 2 NB101 cells, rounded up
-to the next power of ten and then ×10, because flips are chance events: another CPU can
-flip other inputs.
+Tolerances are the largest difference measured on 10 NB201 and 2 NB101 cells, ×10 and
+rounded up to a power of ten, because flips are chance events: another CPU can flip other
+inputs. The float32 ones of gradient scores are loose by nature; the tight check of the
+definitions is the float64 one (``FLOAT64``, and its stored reference).
 """
 
 from __future__ import annotations
@@ -26,18 +27,24 @@ ROUNDING = "float32 rounding of forward sums"
 FLIPS = "ReLU inputs within rounding of 0 flip between kernels (a property of the network)"
 EXACT = "integer-valued or float64 throughout"
 
-# component -> (largest relative difference allowed, cause); components not listed: DEFAULT
+# component -> (largest relative difference allowed, cause); components not listed: DEFAULT.
+# Measured (10 NB201 + 2 NB101 cells; docs/results.md): the largest of either space.
 FLOAT32 = {
     "L": (0.0, EXACT), "o_zero_tensors": (0.0, EXACT), "gradalign_classes": (0.0, EXACT),
     "params": (0.0, EXACT), "flops": (0.0, EXACT),
-    "synflow": (1e-12, EXACT), "synflow_log": (1e-12, EXACT),
-    "gamma": (1e-6, ROUNDING), "gradalign_2": (1e-6, ROUNDING), "naswot": (1e-6, ROUNDING),
-    "zen": (1e-6, ROUNDING), "zen_bn": (1e-6, ROUNDING), "zen_expressivity": (1e-4, ROUNDING),
-    "intrain": (1e-2, FLIPS), "o": (1e-2, FLIPS),
-    "gradalign_1": (1e-2, FLIPS), "gradalign_1_per_param": (1e-2, FLIPS),
-    "grad_norm": (1e-2, FLIPS), "snip": (1e-2, FLIPS), "fisher": (1e-2, FLIPS),
-    "jacob_cov": (1e-3, FLIPS), "grasp": (1e-1, FLIPS + "; GraSP's Hessian product amplifies them"),
-    "zico": (1e-2, FLIPS),
+    "synflow": (1e-12, EXACT), "synflow_log": (1e-12, EXACT),  # measured 3.5e-16
+    "gamma": (1e-4, ROUNDING),  # 8.7e-6 (the native kernel's forward is the less accurate)
+    "gradalign_2": (1e-5, ROUNDING),  # 9.2e-7
+    "naswot": (1e-6, ROUNDING),  # 9.6e-8
+    "zen": (1e-5, ROUNDING), "zen_bn": (1e-5, ROUNDING),  # 4.1e-7, 4.0e-7
+    "zen_expressivity": (1e-4, ROUNDING),  # 7.8e-6
+    "intrain": (1e-1, FLIPS), "o": (1e-1, FLIPS),  # 2.6e-3 (NB101), 6.4e-4 (NB201)
+    "gradalign_1": (1e-2, FLIPS), "gradalign_1_per_param": (1e-2, FLIPS),  # 2.2e-4
+    "grad_norm": (1e-1, FLIPS), "snip": (1e-1, FLIPS), "fisher": (1e-1, FLIPS),  # 1.2e-3, 1.6e-3, 6.3e-3
+    "jacob_cov": (1e-3, FLIPS),  # 8.5e-5
+    "grasp": (1.0, FLIPS + "; GraSP sums signed Hessian-gradient terms that nearly cancel "
+                           "(7.5e-2 between thread counts on NB101): it has no reproducible digits beyond the first"),
+    "zico": (1e-1, FLIPS + "; ZiCo's mean/σ over two batches amplifies them where the batches nearly agree"),  # 2.9e-3
 }
 DEFAULT = (1e-4, ROUNDING)
 FLOAT64 = (1e-9, "float64: no flips, rounding ~1e-16")  # every component, precision="float64"

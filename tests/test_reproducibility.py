@@ -4,8 +4,9 @@ to 1e-9 in float64.
 
 Each cell is scored with every built-in proxy three ways in one process: oneDNN with 2
 threads, the native kernel (``torch.backends.mkldnn.enabled = False``), and oneDNN with 1
-thread. The default tier takes 3 NB201 cells and one NB101 cell; the slow tier the 10 NB201
-and 2 NB101 cells the tolerances were measured on (``benchmarks/kernel_agreement.py``
+thread. The default tier takes one NB201 cell both ways and one NB101 cell across threads
+(the native kernel costs ~100 s a cell with every proxy); the slow tier the 10 NB201 and 2
+NB101 cells the tolerances were measured on, both ways (``benchmarks/kernel_agreement.py``
 measures the same, on any cells).
 """
 
@@ -25,7 +26,6 @@ from kernel_agreement import largest_differences, score_cells  # noqa: E402
 
 FLOAT64_REFERENCE = Path(__file__).parent / "data" / "float64_reference.json"
 NB101_PROXIES = "intrain;gradalign:batch_size=32;baselines"  # GradAlign at NB101's paper batch, as the reference
-NB201_FEW = [13714, 2000, 9000]
 NB201_TEN = list(range(0, 15625, 1563))
 NB101_SMALL = ["020d47975f503b9f1e24e6c4e647f2da", "0b777e9e258b202148366f4635fc4b18"]  # two of the smallest cells
 
@@ -48,11 +48,11 @@ def check(space: str, proxies: str, cells: list, precision: str = "float32",
 
 
 def test_nb201_scores_agree_across_kernels_and_threads(shared_data):
-    check("nb201", "all", NB201_FEW)
+    check("nb201", "all", [2000])
 
 
-def test_nb101_scores_agree_across_kernels_and_threads(shared_data):
-    check("nb101", NB101_PROXIES, NB101_SMALL[:1])
+def test_nb101_scores_agree_across_threads(shared_data):
+    check("nb101", NB101_PROXIES, NB101_SMALL[:1], settings=("threads1",))
 
 
 def test_float64_scores_agree_to_1e9_and_equal_the_stored_ones(shared_data):
