@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="arithmetic of networks and probes: float64 agrees across convolution kernels and "
-                            "devices to ~1e-10 at ~3.6x the CPU time (default: %(default)s)")
+                            "devices to ~1e-14 at ~4x the CPU time (default: %(default)s)")
     score.add_argument("--cells", help="START:STOP, comma-separated indices, arch strings or NB101 hashes, or @FILE "
                                        "(one per line)")
     score.add_argument("--sample", type=int, help="N cells drawn from those with a known accuracy on --dataset")
