@@ -336,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--precision", default="float32", choices=PRECISIONS,
-                       help="arithmetic of networks and probes: float64 agrees across convolution kernels and "
-                            "devices to ~1e-14 at ~4x the CPU time (default: %(default)s)")
+                       help="arithmetic of networks and probes: float64 agrees across thread counts (and has "
+                            "one CPU kernel) to ~1e-14 at ~4x the CPU time (default: %(default)s)")
     score.add_argument("--cells", help="START:STOP, comma-separated indices, arch strings or NB101 hashes, or @FILE "
                                        "(one per line)")
     score.add_argument("--sample", type=int, help="N cells drawn from those with a known accuracy on --dataset")
