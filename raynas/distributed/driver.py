@@ -149,8 +149,8 @@ def wait_for_gpus(opts: RunOptions, poll_s: float = 5.0) -> float:
     import ray
 
     if is_embedded(opts.address):
-        raise RuntimeError("--device cuda: the embedded Ray on this machine has no GPU (none that torch or Ray "
-                           "sees) and no autoscaler to add one; use --device cpu, or --address for a GPU cluster")
+        raise RuntimeError("--device cuda: the embedded Ray on this machine has no GPU (Ray sees none) "
+                           "and no autoscaler to add one; use --device cpu, or --address for a GPU cluster")
     start = time.monotonic()
     told = start
     while (gpus := ray.cluster_resources().get("GPU", 0.0)) == 0:

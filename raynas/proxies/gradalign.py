@@ -58,7 +58,7 @@ class GradAlignOptions:
     # part of the recorded config like every other option.
     memory_mb: int = 2048
     # per-sample gradient tensors with max|g| <= noise_tol · (the sample's largest |g|)
-    # count as zero (SignStream); off by default (module doc), as runs before the option
+    # count as zero (SignStream); off by default (module doc), as it was before the option existed
     noise_tol: float = field(default=NOISE_TOL, metadata={"absent": 0.0})
 
     def __post_init__(self) -> None:
