@@ -7,10 +7,10 @@ definitions of that time: no rounding-noise thresholds (``noise_tol=0`` for InTr
 GradAlign and ZiCo), which is how this test scores them.
 
 It was computed on another CPU, so each component may differ by what two float32
-kernels give (``tests/kernel_tolerances.py``, each tolerance with its cause), and InTrain's
-o (with its product) also by the rounding noise the thresholds now remove: without them, a
-tensor whose exact gradient is zero adds an arbitrary ratio in [0, 1] (≤ 2e-3 relative
-measured between kernels; docs/results.md). GradAlign's per-sample gradients are fp32 in
+kernels give (``tests/kernel_tolerances.py``, each tolerance with its cause); InTrain's o
+(with its product) also moves by the rounding noise the thresholds now remove (without
+them, a tensor whose exact gradient is zero adds an arbitrary ratio in [0, 1]: ≤ 3.5e-3
+relative between kernels, docs/results.md), which its tolerance of 1e-1 covers. GradAlign's per-sample gradients are fp32 in
 another order than the reference's vmap: on NB101 a batched convolution's rounding depends
 on the batch it runs in, and per-sample BN on deep 8×8 maps amplifies it (GA-I ~4e-5). The
 second test shows that the reduction itself is unchanged: vmap given the old grouping (one
@@ -32,7 +32,6 @@ from raynas.scoring import CellScorer
 REFERENCE = Path(__file__).parent / "data" / "hotpath_reference.json"
 CASES = json.loads(REFERENCE.read_text())["cases"]
 THRESHOLDED = ("intrain", "gradalign", "zico")  # proxies whose definition gained noise_tol since
-NOISE = {"o": 1e-2, "intrain": 1e-2}  # without thresholds: the noise tensors' ratios (module doc)
 
 
 def old_definitions(proxies: str) -> str:
@@ -60,7 +59,7 @@ def test_every_component_equals_the_pre_change_path(space, shared_data):
             if math.isnan(old) or math.isinf(old):
                 assert (math.isnan(new) and math.isnan(old)) or new == old, where
             else:
-                rel = max(tolerance(column)[0], NOISE.get(column, 0.0))
+                rel = tolerance(column)[0]
                 assert new == pytest.approx(old, rel=rel, abs=1e-12), f"{where} ({tolerance(column)[1]})"
             compared += 1
     assert compared == sum(len(c["scores"]) for c in cases) > 0
