@@ -225,15 +225,38 @@ def load_ground_truth(space: str, path: str | Path | None = None, dataset: str |
     return GroundTruth(table, {dataset or "": accuracy_column})
 
 
-def correlation_report(results_dir: str | Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
-                       k: int = 10, accuracy_column: str | None = None) -> list[dict[str, object]]:
-    """The correlation table of a results directory against its space's ground truth."""
+def scores_and_run(source: str | Path) -> tuple[pa.Table, dict]:
+    """The rows and the run record of a results directory or of an exported table (whose
+    record is in its metadata under ``raynas.run``; ``{}`` if it has none)."""
+    import json
+
     from raynas.results import load_results, read_run_config
 
-    run = read_run_config(results_dir)
+    path = Path(source)
+    if path.is_file():
+        table = pq.read_table(path)
+        try:
+            run = json.loads((table.schema.metadata or {}).get(b"raynas.run", b"{}") or b"{}")
+        except ValueError as err:
+            raise ValueError(f"{path}: its raynas.run metadata is not JSON ({err})") from None
+        return table, run
+    return load_results(source), read_run_config(source)
+
+
+def correlation_report(results_dir: str | Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
+                       k: int = 10, accuracy_column: str | None = None,
+                       ensembles: Iterable[str] = ()) -> list[dict[str, object]]:
+    """The correlation table of a results directory (or an exported table) against its
+    space's ground truth, with a row per ensemble: each one asked for (its members must be
+    there) and each built-in one whose members all are (:mod:`raynas.ensemble`)."""
+    from raynas.ensemble import ENSEMBLES, add_ensembles, parse_ensembles
+
+    results, run = scores_and_run(results_dir)
+    if not run:
+        raise ValueError(f"{results_dir}: no raynas run record (a results directory, or a table from raynas export)")
     config = run["config"]
     space = (config.get("space_source") or {}).get("import") or config["space"]
-    results = add_intrain_ablations(load_results(results_dir))
+    results = add_intrain_ablations(results)
     truth = load_ground_truth(space, ground_truth, config["dataset"], accuracy_column)
     if config["dataset"] not in truth.accuracy_of:
         raise ValueError(f"no {config['space']} accuracies for dataset {config['dataset']!r}")
@@ -243,5 +266,12 @@ def correlation_report(results_dir: str | Path, nan_policy: str = "worst", groun
         raise ValueError(f"none of the {results.num_rows} cells in {results_dir} has a known {config['space']} "
                          f"{config['dataset']} accuracy; score cells that do (raynas score --sample N)")
     roles = column_roles(run)
-    return correlation_table(results, truth.table, score_columns(results, roles), column, nan_policy, k,
-                             lower_is_better(roles))
+    asked = parse_ensembles(ensembles)
+    builtin = [e for e in ENSEMBLES.values() if e.name not in {a.name for a in asked}]
+    lower = lower_is_better(roles)
+    before = set(results.column_names)
+    results = add_ensembles(results, asked, lower)
+    results = add_ensembles(results, builtin, lower, skip_incomplete=True)
+    combined = [c for c in results.column_names if c not in before]
+    return correlation_table(results, truth.table, [*score_columns(results, roles), *combined], column, nan_policy,
+                             k, lower)

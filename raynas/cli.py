@@ -121,7 +121,7 @@ def cmd_score(args: argparse.Namespace) -> int:
           f"in {summary.seconds:.1f} s = {rate:.2f} cells/s on {summary.actors} {summary.device} actor(s) → {summary.out}")
     if args.report:
         return cmd_report(argparse.Namespace(results=args.out, nan_policy="worst", ground_truth=None, k=10,
-                                             accuracy_column=None))
+                                             accuracy_column=None, ensemble=[]))
     return 0
 
 
@@ -130,8 +130,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from raynas.results import scan_results
 
     rows = correlation_report(args.results, nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
-                              accuracy_column=args.accuracy_column)
-    print(_scan_summary(scan_results(args.results)))
+                              accuracy_column=args.accuracy_column, ensembles=args.ensemble)
+    if not Path(args.results).is_file():
+        print(_scan_summary(scan_results(args.results)))
     print(format_table(rows))
     return 0
 
@@ -226,19 +227,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _scores_table(source: str):
-    import json
+    from raynas.analysis import column_roles, scores_and_run
 
-    import pyarrow.parquet as pq
-
-    from raynas.analysis import column_roles
-    from raynas.results import load_results, read_run_config
-
-    path = Path(source)
-    if path.is_file():
-        table = pq.read_table(path)
-        run = json.loads((table.schema.metadata or {}).get(b"raynas.run", b"{}") or b"{}")
-        return table, (column_roles(run) if run else {})
-    return load_results(source), column_roles(read_run_config(source))
+    table, run = scores_and_run(source)
+    return table, (column_roles(run) if run else {})
 
 
 def _ray_evaluator(args: argparse.Namespace, fitness):
@@ -360,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--report", action="store_true", help="print the correlation table afterwards")
     score.set_defaults(func=cmd_score)
 
-    report = sub.add_parser("report", help="rank correlation of a results directory against ground truth")
+    report = sub.add_parser("report", help="rank correlation of a results directory (or an exported table) against ground truth")
     report.add_argument("results")
     report.add_argument("--nan-policy", default="worst", choices=["worst", "omit"])
     report.add_argument("--ground-truth", help="accuracy table (Parquet with 'index' or 'arch', and an accuracy "
@@ -368,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--accuracy-column", help="its accuracy column (default: one named after the dataset, "
                                                   "else 'accuracy')")
     report.add_argument("-k", type=int, default=10, help="k of the top-k columns")
+    report.add_argument("--ensemble", action="append", default=[], metavar="[NAME=][rank:|logrank:]A+B",
+                        help="a row for this combination of score columns (repeatable); built-in ensembles "
+                             "(az_nas) get a row whenever their columns are there")
     report.set_defaults(func=cmd_report)
 
     export = sub.add_parser("export", help="a results directory as one index-sorted Parquet file, checked exactly-once")

@@ -64,22 +64,27 @@ class TableEvaluator(Evaluator):
 
 @dataclass(frozen=True)
 class Fitness:
-    """One score column (``intrain``), or a rank combination (``intrain+gradalign_2``: the
-    sum of each column's normalised rank among the cells evaluated so far). Constraints
-    make a cell infeasible (never chosen). NaN scores rank last."""
+    """One score column (``intrain``), or an ensemble of several (``intrain+gradalign_2``,
+    ``logrank:a+b``, a built-in such as ``az_nas``: :class:`raynas.ensemble.Ensemble`,
+    ranked among the cells evaluated so far). Constraints make a cell infeasible (never
+    chosen). NaN scores rank last."""
 
     columns: tuple[str, ...]
     lower_is_better: frozenset[str] = frozenset()
     params_max: float | None = None
     flops_max: float | None = None
+    combine: str = "rank"
 
     @classmethod
     def parse(cls, text: str, lower_is_better: Sequence[str] = (), params_max: float | None = None,
               flops_max: float | None = None) -> Fitness:
-        columns = tuple(c.strip() for c in text.split("+") if c.strip())
-        if not columns:
-            raise ValueError(f"--fitness {text!r}: name a score column, or several joined by '+'")
-        return cls(columns, frozenset(lower_is_better), params_max, flops_max)
+        from raynas.ensemble import Ensemble
+
+        try:
+            ensemble = Ensemble.parse(text)
+        except ValueError as err:
+            raise ValueError(f"--fitness {text!r}: name a score column, or several joined by '+' ({err})") from None
+        return cls(ensemble.members, frozenset(lower_is_better), params_max, flops_max, ensemble.combine)
 
     @property
     def needed_columns(self) -> tuple[str, ...]:
@@ -91,22 +96,19 @@ class Fitness:
                 and (self.flops_max is None or row["flops"] <= self.flops_max))
 
     def values(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
-        """Fitness of each row (higher is fitter; -inf for infeasible or NaN)."""
+        """Fitness of each row (higher is fitter; -inf for infeasible, and for NaN of a
+        single column)."""
+        from raynas.ensemble import Ensemble
+
         if not rows:
             return np.empty(0)
-        oriented = []
-        for column in self.columns:
-            v = np.asarray([r[column] for r in rows], dtype=np.float64)
+        columns = {c: np.asarray([r[c] for r in rows], dtype=np.float64) for c in self.columns}
+        if len(self.columns) == 1:
+            (column, v), = columns.items()
             v = -v if column in self.lower_is_better else v
-            oriented.append(np.where(np.isnan(v), -np.inf, v))
-        if len(oriented) == 1:
-            fitness = oriented[0]
+            fitness = np.where(np.isnan(v), -np.inf, v)
         else:
-            from scipy.stats import rankdata
-
-            fitness = sum(rankdata(v) / len(v) for v in oriented)
-            bad = np.any([~np.isfinite(v) for v in oriented], axis=0)
-            fitness = np.where(bad, -np.inf, fitness)
+            fitness = Ensemble("fitness", self.columns, self.combine).values(columns, self.lower_is_better)
         feasible = np.asarray([self.feasible(r) for r in rows])
         return np.where(feasible, fitness, -np.inf)
 

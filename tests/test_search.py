@@ -36,11 +36,12 @@ def test_fitness_orients_ranks_and_constrains():
             {"a": math.nan, "b": 20.0, "params": 5.0}, {"a": 2.0, "b": 40.0, "params": 5.0}]
     assert Fitness.parse("a").values(rows).tolist() == [1.0, 3.0, -math.inf, 2.0]  # NaN ranks last
     assert Fitness.parse("a", lower_is_better=["a"]).values(rows).tolist()[:2] == [-1.0, -3.0]
-    # Rank combination: a's ranks (NaN as -inf) 2,4,1,3 and b's 3,1,2,4, each over n = 4;
-    # the NaN cell is not fit whatever its other ranks.
+    # Rank combination (raynas.ensemble): a's ranks (NaN as -inf) 2,4,1,3 and b's 3,1,2,4,
+    # each over n = 4; the NaN cell ranks last on a and keeps its rank on b.
     combined = Fitness.parse("a+b").values(rows)
-    assert combined[0] == pytest.approx(2 / 4 + 3 / 4) and combined[3] == pytest.approx(3 / 4 + 4 / 4)
-    assert combined[2] == -math.inf
+    assert combined.tolist() == pytest.approx([2 / 4 + 3 / 4, 4 / 4 + 1 / 4, 1 / 4 + 2 / 4, 3 / 4 + 4 / 4])
+    logrank = Fitness.parse("logrank:a+b").values(rows)
+    assert logrank[2] == pytest.approx(math.log(1 / 4) + math.log(2 / 4))
     constrained = Fitness.parse("a", params_max=10).values(rows)
     assert constrained[1] == -math.inf and constrained[3] == 2.0
     with pytest.raises(ValueError, match="name a score column"):

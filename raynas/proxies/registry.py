@@ -15,6 +15,7 @@ import typing
 from collections.abc import Iterable
 
 from raynas.proxies import (
+    az_nas,
     fisher,
     flops,
     grad_norm,
@@ -36,8 +37,10 @@ BASELINE_PROXIES = (  # the peers' baselines, in the order their columns appear
     grad_norm.PROXY, snip.PROXY, grasp.PROXY, fisher.PROXY, jacob_cov.PROXY, synflow.PROXY,
     naswot.PROXY, zen.PROXY, zico.PROXY, params.PROXY, flops.PROXY,
 )
-PROXIES: dict[str, ProxyDef] = {p.name: p for p in (intrain.PROXY, gradalign.PROXY, *BASELINE_PROXIES)}
+FIELD_PROXIES = (az_nas.PROXY,)  # the field's newer proxies that the seed papers compare against
+PROXIES: dict[str, ProxyDef] = {p.name: p for p in (intrain.PROXY, gradalign.PROXY, *BASELINE_PROXIES, *FIELD_PROXIES)}
 BASELINES = tuple(p.name for p in BASELINE_PROXIES)
+FIELD = tuple(p.name for p in FIELD_PROXIES)
 
 
 def get_proxy(name: str) -> ProxyDef:
@@ -114,12 +117,13 @@ def parse_proxy(request: str | ConfiguredProxy) -> ConfiguredProxy:
     return ConfiguredProxy(proxy, proxy.options_cls(**values), label.strip() or proxy.name, source)
 
 
-GROUPS = {"all": tuple(PROXIES), "baselines": BASELINES}  # built-ins only: plugins are asked for by name
+GROUPS = {"all": tuple(PROXIES), "baselines": BASELINES, "field": FIELD}  # built-ins only: plugins are asked for by name
 
 
 def parse_proxies(requests: str | Iterable[str | ConfiguredProxy]) -> list[ConfiguredProxy]:
     """Several requests (a list, or one string separated by ';' or by ',' between names).
-    ``all`` and ``baselines`` stand for every registered proxy / the peers' baselines."""
+    ``all``, ``baselines`` and ``field`` stand for every registered proxy / the peers'
+    baselines / the field's newer proxies (AZ-NAS, ...)."""
     if isinstance(requests, str):
         requests = split_proxy_requests(requests)
     expanded = [name for r in requests for name in (GROUPS.get(r, (r,)) if isinstance(r, str) else (r,))]

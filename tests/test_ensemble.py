@@ -1,0 +1,66 @@
+"""Ensembles (raynas.ensemble): rank and log-rank sums, directions, NaN, parsing, tables."""
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raynas.ensemble import ENSEMBLES, Ensemble, add_ensembles, normalised_rank, parse_ensembles
+
+
+def test_normalised_rank_orients_and_ranks_nan_last():
+    assert normalised_rank([3.0, 1.0, 2.0]).tolist() == [1.0, 1 / 3, 2 / 3]
+    assert normalised_rank([3.0, 1.0, 2.0], lower_is_better=True).tolist() == [1 / 3, 1.0, 2 / 3]
+    # NaN and -inf share the lowest ranks (average of 1 and 2), below every finite score.
+    assert normalised_rank([math.nan, 5.0, -math.inf, 0.0]).tolist() == [1.5 / 4, 1.0, 1.5 / 4, 3 / 4]
+    # A lower-is-better NaN is still the worst, not the best.
+    assert normalised_rank([math.nan, 5.0, 0.0], lower_is_better=True).tolist() == [1 / 3, 2 / 3, 1.0]
+    with pytest.raises(ValueError, match="non-empty"):
+        normalised_rank([])
+
+
+def test_rank_and_logrank_sums_by_hand():
+    columns = {"a": [1.0, 3.0, 2.0, 4.0], "b": [40.0, 30.0, 10.0, 20.0]}
+    # a's ranks 1,3,2,4 and b's (lower is better) 1,2,4,3, over N = 4.
+    rank = Ensemble("e", ("a", "b")).values(columns, lower_is_better=["b"])
+    assert rank.tolist() == pytest.approx([2 / 4, 5 / 4, 6 / 4, 7 / 4])
+    log = Ensemble("e", ("a", "b"), "logrank").values(columns, lower_is_better=["b"])
+    assert log.tolist() == pytest.approx([math.log(1 / 16), math.log(6 / 16), math.log(8 / 16), math.log(12 / 16)])
+    # The log-rank sum punishes one poor member more than the rank sum does: ranks (1/4, 1)
+    # against (2/4, 2/4) tie under rank, and lose under logrank.
+    tie = {"a": [1.0, 2.0, 3.0, 4.0], "b": [4.0, 3.0, 1.0, 2.0]}
+    rank, log = Ensemble("e", ("a", "b")).values(tie), Ensemble("e", ("a", "b"), "logrank").values(tie)
+    assert rank[0] == pytest.approx(rank[1]) and log[0] < log[1]
+
+
+def test_an_ensemble_depends_only_on_scores_not_row_order():
+    rng = np.random.default_rng(0)
+    columns = {"a": rng.normal(size=50), "b": rng.normal(size=50)}
+    perm = rng.permutation(50)
+    e = Ensemble("e", ("a", "b"), "logrank")
+    assert e.values({k: v[perm] for k, v in columns.items()}).tolist() == e.values(columns)[perm].tolist()
+
+
+def test_parse_names_combinations_and_builtins():
+    assert Ensemble.parse("a+b") == Ensemble("a+b", ("a", "b"), "rank")
+    assert Ensemble.parse("mine=logrank: a + b + c") == Ensemble("mine", ("a", "b", "c"), "logrank")
+    assert Ensemble.parse("az_nas") is ENSEMBLES["az_nas"]
+    assert ENSEMBLES["az_nas"].members == ("az_expressivity", "az_progressivity", "az_trainability", "flops")
+    with pytest.raises(ValueError, match="combine must be one of"):
+        Ensemble.parse("x=median:a+b")
+    with pytest.raises(ValueError, match="distinct"):
+        Ensemble.parse("a+a")
+    with pytest.raises(ValueError, match="more than once"):
+        parse_ensembles(["e=a+b", "e=b+c"])
+
+
+def test_add_ensembles_appends_columns_and_names_missing_members():
+    table = pa.table({"index": [0, 1, 2], "a": [1.0, 2.0, math.nan], "b": [3.0, 1.0, 2.0]})
+    out = add_ensembles(table, [Ensemble.parse("s=a+b")])
+    assert out.column("s").to_pylist() == pytest.approx([2 / 3 + 1.0, 1.0 + 1 / 3, 1 / 3 + 2 / 3])
+    with pytest.raises(ValueError, match=r"needs columns \['c'\]"):
+        add_ensembles(table, [Ensemble.parse("t=a+c")])
+    assert add_ensembles(table, [Ensemble.parse("t=a+c")], skip_incomplete=True).column_names == table.column_names
+    with pytest.raises(ValueError, match="already has a column"):
+        add_ensembles(table, [Ensemble.parse("a=a+b")])
