@@ -118,6 +118,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")  # said on every flags() call
     cells = parse_cells(args.cells)
     settings = args.settings.split(",")
+    if "default" not in settings:
+        ap.error(f"--settings {args.settings!r}: name 'default' too, the setting the others are compared with")
     scored, seconds = {}, {}
     for setting in settings:
         start = time.perf_counter()

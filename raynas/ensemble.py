@@ -119,4 +119,8 @@ def parse_ensembles(texts: Iterable[str]) -> list[Ensemble]:
 ENSEMBLES: dict[str, Ensemble] = {e.name: e for e in (
     Ensemble("az_nas", ("az_expressivity", "az_progressivity", "az_trainability", "flops"), "logrank",
              "AZ-NAS (CVPR'24): Σ log-rank of expressivity, progressivity, trainability and FLOPs"),
+    Ensemble("vkdnw_agg", ("vkdnw_single", "az_expressivity", "az_trainability", "flops", "jacob_cov"), "logrank",
+             "VKDNW_agg (CVPR'25): Σ log-rank of VKDNW_single, AZ-NAS' expressivity and trainability, FLOPs and jacob_cov"),
+    Ensemble("te_nas", ("te_nas_ntk", "te_nas_lr"), "rank",
+             "TE-NAS (ICLR'21): the sum of the NTK condition number's and the linear-region count's ranks"),
 )}
