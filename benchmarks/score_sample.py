@@ -18,6 +18,7 @@ from the cells NASLib published zero-cost scores for instead (for benchmarks/pee
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from raynas import __version__
+from raynas.results import check_or_write_run_config, row_schema, rows_to_table
 from raynas.scoring import CellScorer
 
 
@@ -79,11 +82,17 @@ def main() -> None:
         done.update(pq.read_table(part, columns=["index"]).column("index").to_pylist())
     todo = [c for c in cells if c not in done]
     scorer = CellScorer(args.space, args.proxies, dataset=args.dataset, seed=args.seed, measure_memory=args.memory)
+    # The run record, as raynas score writes it: the directory reads like any results
+    # directory (raynas report, export, ensembles), and another config is refused.
+    check_or_write_run_config(args.out, scorer.config(), {"raynas": __version__, "torch": torch.__version__,
+                                                          "python": platform.python_version()},
+                              columns=scorer.spec.column_roles())
+    schema = row_schema(scorer.columns, scorer.config())  # parts as raynas score writes them
     print(f"{len(done)} done, {len(todo)} to score", flush=True)
     start = time.time()
     for k in range(0, len(todo), args.chunk):
         rows = list(scorer.iter_scores(todo[k : k + args.chunk]))
-        table = pa.Table.from_pylist(rows)
+        table = rows_to_table(rows, schema)
         tmp = args.out / f".part-{todo[k]:05d}.tmp"
         pq.write_table(table, tmp)
         tmp.rename(args.out / f"part-{todo[k]:05d}.parquet")  # atomic: a part is whole or absent

@@ -6,7 +6,7 @@ dependency; ``raynas.distributed`` is the thin Ray layer on top of it.
 
 __version__ = "0.1.0"
 
-__all__ = ["CellScorer", "ScoringSpec", "load_scores", "score", "__version__"]
+__all__ = ["CellScorer", "Ensemble", "ScoringSpec", "add_ensembles", "load_scores", "score", "__version__"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from raynas.export import load_scores
 
         return load_scores
+    if name in ("Ensemble", "add_ensembles"):
+        from raynas import ensemble
+
+        return getattr(ensemble, name)
     if name == "ScoringSpec":
         from raynas.spec import ScoringSpec
 

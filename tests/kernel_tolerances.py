@@ -45,6 +45,18 @@ FLOAT32 = {
     "grasp": (1.0, FLIPS + "; GraSP sums signed Hessian-gradient terms that nearly cancel "
                            "(7.5e-2 between thread counts on NB101): it has no reproducible digits beyond the first"),
     "zico": (1e-1, FLIPS + "; ZiCo's mean/σ over two batches amplifies them where the batches nearly agree"),  # 2.9e-3
+    # The field's proxies (10 NB201 cells, 0:15625:1563; docs/results.md)
+    "az_expressivity": (1e-6, ROUNDING),  # 8.5e-8
+    "az_progressivity": (1e-3, ROUNDING + "; a difference of two entropies"),  # 3.1e-5
+    "az_trainability": (1e-2, FLIPS),  # 1.0e-4
+    "meco": (1e-4, ROUNDING), "meco_opt": (1e-4, ROUNDING),  # 0 (kernels), 9.9e-14 (threads)
+    "gradsign": (1e-2, FLIPS + "; a gradient within rounding of 0 changes sign"),  # 3.1e-4
+    "gradsign_mean": (1e-2, FLIPS + "; a gradient within rounding of 0 changes sign"),  # 3.1e-4
+    "te_nas_ntk": (1e-1, FLIPS + "; a condition number amplifies them"),  # 5.1e-3
+    "te_nas_lr": (1e-1, FLIPS + "; a count of distinct patterns, which a flip could change by one"),  # 0
+    "vkdnw_dim": (0.0, EXACT),
+    "vkdnw_entropy": (1e-2, FLIPS + "; the quantiles of a spectrum that spans many orders of magnitude"),  # 1.2e-3
+    "vkdnw_single": (1e-5, FLIPS),  # 6.7e-7 (ℵ, exact, dominates)
 }
 DEFAULT = (1e-4, ROUNDING)
 FLOAT64 = (1e-9, "float64: no flips, rounding ~1e-16")  # every component, precision="float64"

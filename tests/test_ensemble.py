@@ -64,3 +64,42 @@ def test_add_ensembles_appends_columns_and_names_missing_members():
     assert add_ensembles(table, [Ensemble.parse("t=a+c")], skip_incomplete=True).column_names == table.column_names
     with pytest.raises(ValueError, match="already has a column"):
         add_ensembles(table, [Ensemble.parse("a=a+b")])
+
+
+def _scored_run(tmp_path, proxies: str, cells: list[int]):
+    from raynas.results import check_or_write_run_config, part_name, row_schema, rows_to_table, write_part_atomic
+    from raynas.scoring import CellScorer
+
+    out = tmp_path / "run"
+    out.mkdir()
+    scorer = CellScorer("nb201", proxies)
+    rows = list(scorer.iter_scores(cells))
+    write_part_atomic(rows_to_table(rows, row_schema(scorer.columns, scorer.config())), out, part_name(cells))
+    check_or_write_run_config(out, scorer.config(), {"raynas": "test"}, columns=scorer.spec.column_roles())
+    return out, rows
+
+
+def test_report_rows_for_asked_and_builtin_ensembles_from_a_directory_and_an_export(tmp_path, capsys):
+    from scipy.stats import kendalltau
+
+    from raynas.analysis import correlation_report
+    from raynas.cli import main
+    from raynas.export import export_results
+    from raynas.spaces import get_space
+
+    cells = [0, 1, 2, 5, 9, 11, 13714]
+    out, rows = _scored_run(tmp_path, "params;flops;mine=params", cells)
+    report = {r["score"]: r for r in correlation_report(out, ensembles=["both=logrank:params+flops"])}
+    assert "both" in report and "az_nas" not in report  # a built-in needs all its columns
+    # By hand: the log-rank sum of two columns that rank alike ranks like either.
+    truth = get_space("nb201").ground_truth().table.to_pandas().set_index("index")
+    acc = truth.loc[cells, "cifar10_test"].to_numpy()
+    expected = kendalltau(Ensemble("b", ("params", "flops"), "logrank").values(
+        {"params": [r["params"] for r in rows], "flops": [r["flops"] for r in rows]}), acc).statistic
+    assert report["both"]["kendall_tau"] == pytest.approx(expected)
+    exported = tmp_path / "scores.parquet"
+    export_results(out, exported)
+    assert main(["report", str(exported), "--ensemble", "both=logrank:params+flops"]) == 0
+    assert "both" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"needs columns \['zen'\]"):
+        correlation_report(out, ensembles=["x=params+zen"])

@@ -8,8 +8,10 @@ As the official code computes it: a forward hook on every module the forward run
 container returns is counted once per module that returns it), reading the output's
 first sample reshaped to (C, ·); NaN and ±inf entries of the correlation matrix (constant
 channels) become 0; per-module results that are NaN or ±inf are dropped; the batch is one
-real training image; default PyTorch initialisation, train mode (BN normalises over the
-image's positions).
+real training image (``probe=gaussian``: N(0, 1) noise, as MeCo's own registry measure
+``measures/meco.py`` draws it at 64×64 — raynas at the dataset's resolution — which needs no
+images, so it runs on ImageNet16-120 too); default PyTorch initialisation, train mode (BN
+normalises over the image's positions).
 
 Departures, and why:
 
@@ -30,7 +32,7 @@ Departures, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -42,9 +44,20 @@ from raynas.seeding import generator
 OPT_CHANNELS = 8
 
 
+PROBES = ("real", "gaussian")
+
+
 @dataclass(frozen=True)
 class MecoOptions:
     batch_size: int = 1  # the official NB201 setting: one image; only the first sample is read
+    # real: one training image (the official NB201 script); gaussian: N(0, 1) noise at the
+    # dataset's resolution, as MeCo's own registry measure (``measures/meco.py``) draws it,
+    # which needs no images (ImageNet16-120). Added after the first runs: absent means real.
+    probe: str = field(default="real", metadata={"absent": "real"})
+
+    def __post_init__(self) -> None:
+        if self.probe not in PROBES:
+            raise ValueError(f"meco probe must be one of {PROBES}, got {self.probe!r}")
 
 
 def smallest_correlation_eigenvalue(feature: torch.Tensor) -> float:
@@ -74,7 +87,7 @@ def compute(model: nn.Module, batch: ProbeBatch, options: MecoOptions, ctx: Prox
 
     model.train()
     with torch.no_grad(), forward_hooks(model.modules(), hook):
-        model(batch.inputs)
+        model(batch.inputs[: options.batch_size])
     return {"meco": _finite_sum(full), "meco_opt": _finite_sum(opt)}
 
 
@@ -88,6 +101,8 @@ PROXY = ProxyDef(
     options_cls=MecoOptions,
     components=("meco", "meco_opt"),
     headline="meco",
-    probe=lambda o: ProbeSpec("real", o.batch_size, None),
-    description="sum over modules of the smallest eigenvalue of the channel correlation matrix (one real image)",
+    # raynas' Gaussian batches hold at least two samples; the forward takes the first batch_size
+    probe=lambda o: ProbeSpec(o.probe, max(o.batch_size, 2) if o.probe == "gaussian" else o.batch_size, None),
+    description="sum over modules of the smallest eigenvalue of the channel correlation matrix (one real image, "
+                "or probe=gaussian)",
 )
