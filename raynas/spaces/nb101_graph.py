@@ -151,20 +151,37 @@ def _label_matrices(job: tuple[int, int, int]) -> dict[str, tuple[Key, tuple[int
 def enumerate_cells(processes: int | None = None, progress: bool = True) -> list[tuple[str, int, tuple[int, ...], tuple[int, ...]]]:
     """Every unique NB101 cell as (hash, vertices, row bitmasks, interior op ids), sorted by
     hash; each isomorphism class is represented by the graph the benchmark trained."""
-    import multiprocessing as mp
-    import os
-    import sys
-    import time
-
-    processes = processes or os.cpu_count() or 1
-    # The 7-vertex graphs are ~90% of the work: split them into 8 slices for the pool.
+    # The 7-vertex graphs are ~90% of the work: split them into 8 slices.
     jobs = [(n, p, parts) for n in range(2, MAX_VERTICES + 1)
             for parts in [8 if n == MAX_VERTICES else 1] for p in range(parts)]
+    merged = run_slices(jobs, processes, progress)
+    return [(h, merged[h][0][0], merged[h][1], merged[h][0][2]) for h in sorted(merged)]
+
+
+def run_slices(jobs: Sequence[tuple[int, int, int]], processes: int | None = None,
+               progress: bool = True) -> dict[str, tuple[Key, tuple[int, ...]]]:
+    """The merged :func:`_label_matrices` of every job, each job in a fresh interpreter
+    running this module (``python -m``): unlike a multiprocessing pool, which re-imports the
+    caller's ``__main__`` in every worker, no user code runs again, guarded or not."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    import time
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    def run(job: tuple[int, int, int]) -> dict:
+        done = subprocess.run([sys.executable, "-m", __name__, *map(str, job)], capture_output=True)
+        if done.returncode:
+            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"NB101 enumeration worker for slice {job} failed: {last}")
+        return pickle.loads(done.stdout)
+
     merged: dict[str, tuple[Key, tuple[int, ...]]] = {}
     start = time.time()
-    with mp.get_context("spawn").Pool(processes) as pool:
-        for done, found in enumerate(pool.imap_unordered(_label_matrices, jobs), start=1):
-            for h, entry in found.items():
+    with ThreadPoolExecutor(processes or os.cpu_count() or 1) as pool:
+        for done, future in enumerate(as_completed([pool.submit(run, job) for job in jobs]), start=1):
+            for h, entry in future.result().items():
                 if h not in merged or entry[0] < merged[h][0]:
                     merged[h] = entry
             if progress:
@@ -172,4 +189,11 @@ def enumerate_cells(processes: int | None = None, progress: bool = True) -> list
                       f"{time.time() - start:.0f} s", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
-    return [(h, merged[h][0][0], merged[h][1], merged[h][0][2]) for h in sorted(merged)]
+    return merged
+
+
+if __name__ == "__main__":  # one enumeration slice: python -m raynas.spaces.nb101_graph N PART PARTS
+    import pickle
+    import sys
+
+    sys.stdout.buffer.write(pickle.dumps(_label_matrices(tuple(int(a) for a in sys.argv[1:4]))))
