@@ -12,6 +12,8 @@ where no accuracy takes part in choosing.
         --candidates az_expressivity,az_progressivity,az_trainability,meco,flops,intrain,gamma,o --max-size 4 \\
         --out docs/ensemble_search_c10.csv
     python benchmarks/ensemble_search.py --report "logrank:meco+az_trainability+flops" runs/s1000_c100_field
+    python benchmarks/ensemble_search.py --report recommended --restrict ../shared/data/nb201/peer_scores_suite_zero.parquet \
+        runs/nb201_cifar10_mecog data/scores/nb201_cifar10.parquet
 """
 
 from __future__ import annotations
@@ -69,8 +71,16 @@ def main() -> None:
     ap.add_argument("--out", help="CSV of every combination tried, best first")
     ap.add_argument("--report", action="append", default=[], metavar="ENSEMBLE",
                     help="instead of searching, report these ensembles (raynas.ensemble syntax) on the sources")
+    ap.add_argument("--restrict", help="only the cells whose index is in this Parquet file's index column (e.g. "
+                                       "../shared/data/nb201/peer_scores_suite_zero.parquet: VKDNW's 9,445-cell subset)")
     args = ap.parse_args()
     table, roles, space, dataset = joined(args.sources)
+    if args.restrict:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        keep = pa.array(sorted(set(pq.read_table(args.restrict, columns=["index"]).column("index").to_pylist())))
+        table = table.filter(pc.is_in(table.column("index"), value_set=keep))
     acc = accuracies(table, space, dataset)
     lower = lower_is_better(roles)
     if args.report:

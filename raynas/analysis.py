@@ -225,6 +225,34 @@ def load_ground_truth(space: str, path: str | Path | None = None, dataset: str |
     return GroundTruth(table, {dataset or "": accuracy_column})
 
 
+def report_notes(rows: Sequence[dict[str, object]], nan_policy: str = "worst", k: int = 10,
+                 ensembles: Iterable[str] = ()) -> list[str]:
+    """One line for each thing in a correlation table that its headers do not explain."""
+    from raynas.ensemble import ENSEMBLES, parse_ensembles
+
+    asked = {e.name: e for e in parse_ensembles(ensembles)}
+
+    scores = [str(r["score"]) for r in rows]
+    notes = []
+    if any(r.get("n_nan") for r in rows):
+        fate = "ranked below every scored cell" if nan_policy == "worst" else "left out (--nan-policy omit)"
+        notes.append(f"n_nan: cells without a score (degenerate cells, whose output ignores the input, and failed "
+                     f"proxies), {fate}")
+    notes.append(f"top1_accuracy: accuracy of the best-scored cell; best_of_top{k}: the best accuracy among the "
+                 f"{k} best-scored; recall_top{k}: the share of the {k} most accurate cells among them")
+    for score in scores:
+        base = score.rpartition("__")[2]
+        if base == "intrain_additive":
+            notes.append(f"{score}: InTrain's additive ablation z(gamma) + z(o), derived here over these cells")
+        elif base == "gradalign_1_per_param":
+            notes.append(f"{score}: GradAlign-I divided by the parameter count (one of gradalign's components)")
+        elif score in asked:
+            notes.append(f"{score}: ensemble, the {asked[score].combine} sum of {' + '.join(asked[score].members)}")
+        elif score in ENSEMBLES:
+            notes.append(f"{score}: built-in ensemble, {ENSEMBLES[score].description or ENSEMBLES[score].combine}")
+    return notes
+
+
 def scores_and_run(source: str | Path) -> tuple[pa.Table, dict]:
     """The rows and the run record of a results directory or of an exported table (whose
     record is in its metadata under ``raynas.run``; ``{}`` if it has none)."""

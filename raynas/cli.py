@@ -126,7 +126,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from raynas.analysis import correlation_report, format_table
+    from raynas.analysis import correlation_report, format_table, report_notes
     from raynas.results import scan_results
 
     rows = correlation_report(args.results, nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
@@ -134,6 +134,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not Path(args.results).is_file():
         print(_scan_summary(scan_results(args.results)))
     print(format_table(rows))
+    for note in report_notes(rows, args.nan_policy, args.k, args.ensemble):
+        print(f"  {note}")
     return 0
 
 
@@ -354,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rank correlation of a results directory (or an exported table) against ground truth")
     report.add_argument("results")
-    report.add_argument("--nan-policy", default="worst", choices=["worst", "omit"])
+    report.add_argument("--nan-policy", default="worst", choices=["worst", "omit"],
+                        help="cells without a score (degenerate cells, failed proxies): rank them below every "
+                             "scored cell (worst, default: no search would pick them) or leave them out (omit)")
     report.add_argument("--ground-truth", help="accuracy table (Parquet with 'index' or 'arch', and an accuracy "
                                                "column) instead of the space's own")
     report.add_argument("--accuracy-column", help="its accuracy column (default: one named after the dataset, "

@@ -103,3 +103,15 @@ def test_report_rows_for_asked_and_builtin_ensembles_from_a_directory_and_an_exp
     assert "both" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"needs columns \['zen'\]"):
         correlation_report(out, ensembles=["x=params+zen"])
+
+
+def test_report_notes_explain_derived_rows_ensembles_and_nan():
+    from raynas.analysis import report_notes
+
+    rows = [{"score": "intrain", "n_nan": 3}, {"score": "intrain_additive", "n_nan": 3}, {"score": "mine", "n_nan": 0},
+            {"score": "az_nas", "n_nan": 0}]
+    notes = "\n".join(report_notes(rows, "omit", 10, ["mine=logrank:a+b"]))
+    assert "degenerate cells" in notes and "left out" in notes
+    assert "intrain_additive: InTrain's additive ablation" in notes
+    assert "mine: ensemble, the logrank sum of a + b" in notes and "az_nas: built-in ensemble, AZ-NAS" in notes
+    assert "n_nan" not in "\n".join(report_notes([{"score": "flops", "n_nan": 0}]))
