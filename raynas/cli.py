@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("space", help="nb201, nb101, a plugin's name or an import path (my_pkg.spaces.SPACE)")
     score.add_argument("--proxies", default="intrain,gradalign,params",
                        help="names or import paths (my_pkg.zc.PROXY), or 'label=name:opt=v,opt=v', separated by "
-                            "';'; 'all' is every built-in (default: %(default)s)")
+                            "';'; 'all' is every built-in, 'baselines' the peers' eleven, 'field' the newer six "
+                            "(default: %(default)s)")
     score.add_argument("--out", required=True, help="results directory (rerun the same command to resume)")
     score.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     score.add_argument("--seed", type=int, default=0)
