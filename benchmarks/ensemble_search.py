@@ -13,7 +13,7 @@ where no accuracy takes part in choosing.
         --out docs/ensemble_search_c10.csv
     python benchmarks/ensemble_search.py --report "logrank:meco+az_trainability+flops" runs/s1000_c100_field
     python benchmarks/ensemble_search.py --report recommended --restrict ../shared/data/nb201/peer_scores_suite_zero.parquet \
-        runs/nb201_cifar10_mecog data/scores/nb201_cifar10.parquet
+        runs/nb201_cifar10_mecog raynas/data/scores/nb201_cifar10.parquet
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The search table of docs/results.md: accuracy of the cell each search chooses, mean ± std
 over repeated searches (seeds 0..runs-1), in lookup mode on whole-space scored tables.
 
-    python benchmarks/search_table.py --table cifar10=data/scores/nb201_cifar10.parquet \\
-        --table structural=data/scores/nb201_cifar10_structural.parquet --fitness params,intrain
+    python benchmarks/search_table.py --table cifar10=raynas/data/scores/nb201_cifar10.parquet \\
+        --table structural=raynas/data/scores/nb201_cifar10_structural.parquet --fitness params,intrain
 
 A table is named after the dataset it was scored on (``cifar10``, ``cifar100``,
 ``imagenet16-120``), or ``structural``: columns whose ranking does not depend on the dataset

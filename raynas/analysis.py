@@ -155,7 +155,10 @@ def format_table(rows: Sequence[dict[str, object]]) -> str:
     headers = list(rows[0])
     cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
+    # Numbers right-aligned, text (and the first column) left-aligned, headers with their column.
+    numeric = [i > 0 and all(isinstance(r[h], (int, float)) for r in rows) for i, h in enumerate(headers)]
+    line = lambda vals: "  ".join(v.rjust(w) if right else v.ljust(w)  # noqa: E731
+                                  for v, w, right in zip(vals, widths, numeric)).rstrip()
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
 
 

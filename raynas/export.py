@@ -67,14 +67,14 @@ def export_results(out: str | Path, target: str | Path, require_complete: bool =
 
 
 def scores_dirs() -> list[Path]:
-    """Where :func:`load_scores` looks: ``RAYNAS_SCORES_DIR``, then the checkout's
-    ``data/scores`` (the committed whole-space tables)."""
+    """Where :func:`load_scores` looks: ``RAYNAS_SCORES_DIR``, then the whole-space tables
+    raynas ships (package data, ``raynas/data/scores``: in a wheel as in a checkout)."""
     dirs = [Path(os.environ[SCORES_ENV_VAR])] if os.environ.get(SCORES_ENV_VAR) else []
-    return dirs + [Path(__file__).resolve().parents[1] / "data" / "scores"]
+    return dirs + [Path(__file__).resolve().parent / "data" / "scores"]
 
 
 def load_scores(space: str, dataset: str, variant: str | None = None) -> pa.Table:
-    """A committed whole-space table (``data/scores/<space>_<dataset>[_<variant>].parquet``):
+    """A shipped whole-space table (``<space>_<dataset>[_<variant>].parquet``):
     one row per cell, index-sorted, the run's record in ``table.schema.metadata[b"raynas.run"]``."""
     name = f"{space}_{dataset}{f'_{variant}' if variant else ''}.parquet"
     for folder in scores_dirs():

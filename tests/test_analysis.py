@@ -50,3 +50,12 @@ def test_top_k_needs_a_finite_score():
     out = top_k([nan, nan, nan], [91.0, 93.0, 92.0], k=2)
     assert all(math.isnan(v) for v in out.values())
     assert top_k([nan, 1.0, nan], [91.0, 93.0, 92.0], k=2)["top1_accuracy"] == 93.0
+
+
+def test_format_table_aligns_text_left_and_numbers_right():
+    from raynas.analysis import format_table
+
+    lines = format_table([{"need": "a", "origin": "embedded", "n": 3}, {"need": "bbb", "origin": "cache", "n": 12}]).splitlines()
+    assert lines[0] == "need  origin     n"
+    assert lines[2] == "a     embedded   3"
+    assert lines[3] == "bbb   cache     12"

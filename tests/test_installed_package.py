@@ -1,0 +1,35 @@
+"""What a user gets from ``pip install raynas`` (a wheel, not this checkout): the shipped
+whole-space score tables load (issue 23, item 8)."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The wheel of this checkout, unpacked where no checkout is next to it."""
+    out = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(out), str(ROOT)], capture_output=True, text=True)
+    if built.returncode:
+        pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
+    (wheel,) = out.glob("raynas-*.whl")
+    site = out / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    return site
+
+
+def test_load_scores_from_a_wheel(installed):
+    code = ("import raynas, pathlib; t = raynas.load_scores('nb201', 'cifar10'); "
+            "print(t.num_rows, pathlib.Path(raynas.__file__).parent)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=installed,
+                          env={"PYTHONPATH": str(installed), "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    rows, where = done.stdout.split()
+    assert rows == "15625" and Path(where).parent == installed  # the wheel's copy, not the checkout
