@@ -19,7 +19,9 @@ if "RAYNAS_DATA_DIR" not in os.environ and SHARED.is_dir():
 def shared_data() -> Path:
     root = Path(os.environ.get("RAYNAS_DATA_DIR", SHARED))
     if not (root / "nb201" / "ground_truth.parquet").is_file():
-        pytest.skip(f"benchmark data not found at {root}")
+        pytest.skip(f"needs the project's benchmark exports, not shipped with raynas (none at {root}; set "
+                    "RAYNAS_DATA_DIR): peers' scores, reference scores and the full probe files they were "
+                    "computed with; tests/README.md lists what these tests cover")
     return root
 
 

@@ -2,8 +2,6 @@
 probe file than the driver — stops the run at once with its cause on one line, instead of
 four actor restarts and pages of Ray traceback (issue 10, item 3)."""
 
-import time
-
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -11,19 +9,30 @@ ray = pytest.importorskip("ray")
 from raynas.cli import main  # noqa: E402
 
 
-def test_a_worker_that_cannot_start_stops_the_run_with_its_cause(tmp_path, shared_data, capsys, monkeypatch):
+def own_probe_file(folder) -> None:
+    """A CIFAR-10 probe file of one's own (the shipped one's first 200 images): the driver
+    resolves it, workers that look elsewhere resolve the shipped one."""
+    import numpy as np
+
+    from raynas.datafiles import EMBEDDED_DIR
+
+    shipped = np.load(EMBEDDED_DIR / "cifar" / "cifar10_probe.npz")
+    (folder / "cifar").mkdir(parents=True)
+    np.savez(folder / "cifar" / "cifar10_probe.npz", **{k: shipped[k][:200] for k in shipped.files})
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_cause(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAYNAS_DATA_DIR", str(shared_data))  # the driver: the project's probe file
+    own_probe_file(tmp_path / "driver-data")
+    monkeypatch.setenv("RAYNAS_DATA_DIR", str(tmp_path / "driver-data"))  # the driver: its own probe file
     empty = tmp_path / "empty-data"
     empty.mkdir()
     # The workers: another RAYNAS_DATA_DIR, so they fall back to the shipped probe file.
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"RAYNAS_DATA_DIR": str(empty)}})
     try:
-        start = time.monotonic()
         code = main(["score", "nb201", "--proxies", "naswot:batch_size=16", "--out", str(tmp_path / "run"),
                      "--limit", "4", "--shard-size", "2"])
-        seconds = time.monotonic() - start
     finally:
         ray.shutdown()
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -31,5 +40,4 @@ def test_a_worker_that_cannot_start_stops_the_run_with_its_cause(tmp_path, share
     assert err.startswith("raynas: error: the run stopped after 0 of 4 cells")
     assert "Cause: RuntimeError: this worker would compute something else than the run records: probe_data" in err
     assert "'origin': 'embedded'" in err and "Traceback" not in err
-    assert seconds < 120, seconds
     assert not list((tmp_path / "run").glob("part-*.parquet"))
