@@ -95,7 +95,7 @@ def test_gaussian_probe_is_seeded_privately():
     assert not torch.equal(a.inputs, gaussian_batch(8, 8, 10, seed=4).inputs)
 
 
-def test_balanced_real_batches(shared_data):
+def test_balanced_real_batches():
     import numpy as np
 
     labels = np.repeat(np.arange(100), 9)
