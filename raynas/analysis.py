@@ -239,8 +239,8 @@ def report_notes(rows: Sequence[dict[str, object]], nan_policy: str = "worst", k
     notes = []
     if any(r.get("n_nan") for r in rows):
         fate = "ranked below every scored cell" if nan_policy == "worst" else "left out (--nan-policy omit)"
-        notes.append(f"n_nan: cells without a score (degenerate cells, whose output ignores the input, and failed "
-                     f"proxies), {fate}")
+        notes.append(f"n_nan: cells whose score is NaN or -inf (degenerate cells, whose output ignores the input; "
+                     f"failed proxies; scores whose definition gives -inf), {fate}")
     notes.append(f"top1_accuracy: accuracy of the best-scored cell; best_of_top{k}: the best accuracy among the "
                  f"{k} best-scored; recall_top{k}: the share of the {k} most accurate cells among them")
     for score in scores:
