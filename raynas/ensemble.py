@@ -115,8 +115,18 @@ def parse_ensembles(texts: Iterable[str]) -> list[Ensemble]:
     return ensembles
 
 
-# The peers' published combinations, as their official code forms them.
+# raynas' own: chosen on NB201 CIFAR-10 accuracies alone, among data-free columns, from every
+# combination listed in docs/ensembles/ (docs/results.md, "A training-free ensemble"), then
+# reported unchanged everywhere else. Its columns come from
+# --proxies "intrain;mg=meco:probe=gaussian".
+RECOMMENDED = Ensemble(
+    "recommended", ("mg__meco", "mg__meco_opt", "o"), "logrank",
+    "raynas' data-free ensemble (chosen on NB201 CIFAR-10 only): Σ log-rank of MeCo and MeCo-opt on a Gaussian "
+    "input (mg=meco:probe=gaussian) and InTrain's o")
+
+# The peers' published combinations, as their official code forms them, and raynas' own.
 ENSEMBLES: dict[str, Ensemble] = {e.name: e for e in (
+    RECOMMENDED,
     Ensemble("az_nas", ("az_expressivity", "az_progressivity", "az_trainability", "flops"), "logrank",
              "AZ-NAS (CVPR'24): Σ log-rank of expressivity, progressivity, trainability and FLOPs"),
     Ensemble("vkdnw_agg", ("vkdnw_single", "az_expressivity", "az_trainability", "flops", "jacob_cov"), "logrank",

@@ -12,7 +12,10 @@ def test_board_counts_a_retried_shard_once():
     board.report("part-b", 2, 0)
     board.report("part-a", 1, 0)  # part-a's actor crashed; its retry is at cell 1
     board.report("part-a", 4, 0)
-    assert board.totals() == (6, 0)
+    assert board.totals() == (6, 0, 0)
+    board.committed("part-b")
+    board.committed("part-b")  # a retried shard's part, written again under its name
+    assert board.totals() == (6, 0, 2)
 
 
 def test_progress_line_counts_cells_in_flight_and_committed():
@@ -29,6 +32,17 @@ def test_progress_line_counts_cells_in_flight_and_committed():
     assert lines[2].startswith("[raynas] 4/10 cells")
     assert lines[3].startswith("[raynas] 10/10 cells (100.0%), 10 committed") and "ETA 0:00:00" in lines[3]
     assert progress.committed_errors == 1
+
+
+def test_committed_counts_parts_on_disk_before_the_driver_sees_them():
+    # Ray Data can hold a finished shard's summary back; the actors tell the board first
+    # (issue 23, item 6: "0 committed" while 8 cells were on disk).
+    stream = io.StringIO()
+    progress = Progress(total=8, interval_s=0.0, stream=stream)
+    progress.live(8, 0, 8)
+    assert stream.getvalue().splitlines()[-1].startswith("[raynas] 8/8 cells (100.0%), 8 committed")
+    progress.commit(8)  # the summaries arrive: nothing counted twice
+    assert progress.committed == 8 and stream.getvalue().splitlines()[-1].startswith("[raynas] 8/8 cells (100.0%), 8 committed")
 
 
 def test_progress_prints_at_its_interval_only():

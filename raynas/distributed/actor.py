@@ -98,5 +98,7 @@ class ShardScorer:
             if self.progress is not None:
                 self.progress.report.remote(name, len(rows), errors)  # fire and forget
         write_part_atomic(rows_to_table(rows, self.schema), self.out, name)
+        if self.progress is not None:  # on disk now: the progress line counts it at once
+            self.progress.committed.remote(name)
         logger.info("wrote %s (%d cells)", name, len(rows))
         return {"part": name, "cells": len(rows), "errors": errors, "seconds": time.perf_counter() - start}

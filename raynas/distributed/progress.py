@@ -18,17 +18,25 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressBoard:
-    """Cells scored so far, per shard (the driver wraps it as a Ray actor). Keyed by shard,
-    so that a shard retried after an actor crash counts its cells once."""
+    """Cells scored so far, per shard, and the shards whose part is on disk (the driver
+    wraps it as a Ray actor). Keyed by shard, so that a shard retried after an actor crash
+    counts its cells once. Actors tell it as they go: the driver's own count of committed
+    parts comes through Ray Data's output stream, which can hold results back for minutes."""
 
     def __init__(self) -> None:
         self.shards: dict[str, tuple[int, int]] = {}
+        self.written: set[str] = set()
 
     def report(self, shard: str, cells: int, errors: int) -> None:
         self.shards[shard] = (cells, errors)
 
-    def totals(self) -> tuple[int, int]:
-        return sum(c for c, _ in self.shards.values()), sum(e for _, e in self.shards.values())
+    def committed(self, shard: str) -> None:
+        self.written.add(shard)
+
+    def totals(self) -> tuple[int, int, int]:
+        """(cells scored, error rows, cells in parts on disk)."""
+        return (sum(c for c, _ in self.shards.values()), sum(e for _, e in self.shards.values()),
+                sum(self.shards[s][0] for s in self.written if s in self.shards))
 
 
 class Progress:
@@ -37,6 +45,7 @@ class Progress:
 
     def __init__(self, total: int, already_done: int = 0, interval_s: float = 10.0, stream: TextIO = sys.stderr):
         self.total, self.scored, self.committed, self.errors = total, 0, 0, 0
+        self.confirmed = 0  # cells in parts the driver has seen come back
         self.committed_errors = 0
         self.already_done = already_done
         self.interval_s, self.stream = interval_s, stream
@@ -55,18 +64,22 @@ class Progress:
         return (f"[raynas] {self.scored}/{self.total} cells ({pct:.1f}%), {self.committed} committed{prior}, "
                 f"{rate:.2f} cells/s, ETA {_clock(eta)}, error rows {self.errors}")
 
-    def live(self, scored: int, errors: int) -> None:
-        """Totals from the board; never below what is already committed."""
+    def live(self, scored: int, errors: int, on_disk: int = 0) -> None:
+        """Totals from the board (cells scored, error rows, cells in parts the actors have
+        written); never below what is already counted."""
+        self.committed = min(self.total, max(self.committed, on_disk))
         self.scored = min(self.total, max(self.scored, scored, self.committed))
         self.errors = max(self.errors, errors)
         self.maybe_print()
 
     def commit(self, cells: int, errors: int = 0) -> None:
-        self.committed += cells
+        """A part the driver has seen come back (the count the run's summary gives)."""
+        self.confirmed += cells
+        self.committed = max(self.committed, self.confirmed)
         self.scored = max(self.scored, self.committed)
         self.committed_errors += errors
         self.errors = max(self.errors, self.committed_errors)
-        self.maybe_print(force=self.committed >= self.total)
+        self.maybe_print(force=self.confirmed >= self.total)
 
     def maybe_print(self, force: bool = False) -> None:
         now = time.monotonic()
