@@ -33,6 +33,11 @@ PEER_PUBLISHED = {
     "synflow": "ρ 0.737 / 0.763; τ C100 0.548", "synflow_log": "ρ 0.737 / 0.763; τ C100 0.548",
     "jacob_cov": "ρ 0.731 / 0.704; τ C100 0.561", "zico": "τ C100 0.538",
     "params": "τ C100 0.531", "flops": "τ C100 0.567 (MACs)",
+    # The field's proxies (issue 22): the figures the seed papers quote, NB201 C10 / C100 / IN16.
+    "az_expressivity": "AZ-NAS (all three with FLOPs): τ 0.741 / 0.723 / 0.710 (paper), 0.7409 C10 (notebook)",
+    "vkdnw_single": "τ 0.618 / 0.634 / 0.622 (InTrain paper)",
+    "te_nas_ntk": "TE-NAS (with the regions): τ 0.536 / 0.537 / 0.523 (AZ-NAS paper)",
+    "gradsign": "τ 0.618 / 0.594 / 0.575 (AZ-NAS paper)", "meco": "ρ 0.89 C10 (MeCo paper)",
 }
 
 

@@ -177,14 +177,14 @@ def test_killed_driver_resumes_exactly_once(tmp_path):
     log = tmp_path / "first-driver.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    deadline = time.time() + 240
+    deadline = time.time() + 900  # a bound on a hang, not a timing test: a loaded machine is slow
     while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 2 and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, "driver ended before it could be killed:\n" + log.read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     before = len(load_results(out))
-    assert 0 < before < 40
+    assert 0 < before < 40, f"{before} cells on disk when the driver was killed:\n" + log.read_text()[-3000:]
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

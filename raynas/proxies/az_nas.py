@@ -6,7 +6,8 @@ cells and is the built-in ensemble of :mod:`raynas.ensemble` (score ``flops`` as
 As the official code computes them, on a private copy in train mode, re-initialised from
 the cell's seed (Conv/Linear weights Kaiming-normal, fan-in, ReLU gain; biases 0; BN γ = 1,
 β = 0), with x ~ N(0, 1) of shape (64, 3, R, R) and the features f_0 = stem(x),
-f_i = cell_i(f_{i−1}) (every cell and reduction block of ``model.cells``):
+f_i = cell_i(f_{i−1}) (every module of ``model.cells``: NB201's cells and reduction blocks;
+NB101's cells and the max-pools between its stacks, whose pairs the pixel-unshuffle handles):
 
 * ``az_expressivity`` = Σ_i H_i, H_i the entropy of the normalised eigenvalues p of the
   channel covariance of f_i over batch and positions (H = −Σ p log(p + 1e−8));
