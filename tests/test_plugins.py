@@ -113,7 +113,7 @@ def test_plugins_scored_through_the_cli_and_reported(plugin_site, tmp_path, how)
     assert report.returncode == 0, report.stderr[-3000:]
     lines = report.stdout.splitlines()
     assert lines[0] == "40 cells from 4 part(s)"
-    rows = {line.split()[0]: line.split() for line in lines[3:]}
+    rows = {line.split()[0]: line.split() for line in lines[3:] if not line.startswith("  ")}  # not the notes
     assert set(rows) == {"params", "input_sensitivity"}  # the diagnostic 'batch' is no score
     assert rows["params"][2] == "1.000"  # kendall_tau
 
