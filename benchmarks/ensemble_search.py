@@ -59,8 +59,8 @@ def accuracies(table: pa.Table, space: str, dataset: str) -> np.ndarray:
     return np.asarray([known.get(i, np.nan) for i in table.column("index").to_pylist()], dtype=np.float64)
 
 
-def tau_of(ensemble: Ensemble, columns: dict, lower: set, acc: np.ndarray) -> float:
-    return rank_correlation(ensemble.values(columns, lower), acc)["kendall_tau"]
+def tau_of(ensemble: Ensemble, columns: dict, lower: set, acc: np.ndarray, key: str = "kendall_tau") -> float:
+    return rank_correlation(ensemble.values(columns, lower), acc)[key]
 
 
 def main() -> None:
@@ -87,7 +87,8 @@ def main() -> None:
         for text in args.report:
             ensemble = Ensemble.parse(text)
             columns = {m: table.column(m).to_numpy(zero_copy_only=False) for m in ensemble.members}
-            print(f"{ensemble.name}: τ {tau_of(ensemble, columns, lower, acc):.4f} on {table.num_rows} {space} "
+            print(f"{ensemble.name}: τ {tau_of(ensemble, columns, lower, acc):.4f}, "
+                  f"ρ {tau_of(ensemble, columns, lower, acc, 'spearman_rho'):.4f} on {table.num_rows} {space} "
                   f"{dataset} cells")
         return
     names = args.candidates.split(",") if args.candidates else [c for c in table.column_names if c != "index"]
