@@ -25,7 +25,8 @@ CONTRACT = {**PROXIES, "input_sensitivity": input_sensitivity.PROXY}
 # Small options so the whole registry runs in seconds; each is a real option of its proxy.
 SMALL = {"intrain": "batch_size=8,resolution=16", "gradalign": "batch_size=20", "naswot": "batch_size=16",
          "zen": "batch_size=8", "zico": "batch_size=8", "jacob_cov": "batch_size=8", "input_sensitivity": "batch_size=4",
-         "az_nas": "batch_size=8", "vkdnw": "batch_size=4", "gradsign": "batch_size=8", "te_nas": "batch_size=8"}
+         "az_nas": "batch_size=8", "vkdnw": "batch_size=4", "gradsign": "batch_size=8", "te_nas": "batch_size=8",
+         "swap": "batch_size=8,repeats=2"}
 CELL = 9_000  # an NB201 cell with convolutions, pooling and skips
 
 

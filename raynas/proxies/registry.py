@@ -28,6 +28,7 @@ from raynas.proxies import (
     naswot,
     params,
     snip,
+    swap,
     synflow,
     te_nas,
     vkdnw,
@@ -41,7 +42,7 @@ BASELINE_PROXIES = (  # the peers' baselines, in the order their columns appear
     grad_norm.PROXY, snip.PROXY, grasp.PROXY, fisher.PROXY, jacob_cov.PROXY, synflow.PROXY,
     naswot.PROXY, zen.PROXY, zico.PROXY, params.PROXY, flops.PROXY,
 )
-FIELD_PROXIES = (az_nas.PROXY, vkdnw.PROXY, meco.PROXY, gradsign.PROXY, te_nas.PROXY)  # the field's newer proxies that the seed papers compare against
+FIELD_PROXIES = (az_nas.PROXY, vkdnw.PROXY, meco.PROXY, swap.PROXY, gradsign.PROXY, te_nas.PROXY)  # the field's newer proxies that the seed papers compare against
 PROXIES: dict[str, ProxyDef] = {p.name: p for p in (intrain.PROXY, gradalign.PROXY, *BASELINE_PROXIES, *FIELD_PROXIES)}
 BASELINES = tuple(p.name for p in BASELINE_PROXIES)
 FIELD = tuple(p.name for p in FIELD_PROXIES)

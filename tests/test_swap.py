@@ -1,0 +1,41 @@
+"""SWAP (raynas.proxies.swap) against values worked by hand."""
+
+import pytest
+import torch
+from torch import nn
+
+from raynas.probes import ProbeBatch
+from raynas.proxies import swap
+from raynas.proxies.base import ProxyContext
+
+
+def identity_relu() -> nn.Sequential:
+    conv = nn.Conv2d(1, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    return nn.Sequential(conv, nn.ReLU())
+
+
+def test_distinct_patterns_by_hand():
+    # 3 samples of one channel at 2×2: neuron (pixel) patterns across samples are the columns
+    # of the sign matrix; pixels 0 and 3 share (1, 0, 1), pixel 1 is (0, 0, 0), pixel 2 (1, 1, 0).
+    x = torch.tensor([[1.0, -1.0, 2.0, 3.0], [-1.0, -2.0, 1.0, -1.0], [4.0, -1.0, -2.0, 0.5]]).reshape(3, 1, 2, 2)
+    assert swap.distinct_patterns(identity_relu(), x) == 3
+    # The same count as the official unique over the transposed sign matrix.
+    signs = torch.sign(torch.relu(x)).reshape(3, -1)
+    assert torch.unique(signs.T, dim=0).shape[0] == 3
+
+
+def test_swap_ignores_relus_on_flat_inputs_and_averages_over_reinits():
+    x = torch.randn(4, 2, 3, 3)
+    flat = nn.Sequential(nn.Flatten(), nn.ReLU())
+    assert swap.distinct_patterns(flat, x) == 0
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU())
+    ctx = ProxyContext(torch.device("cpu"), 2, seed=5)
+    batch = ProbeBatch(x, torch.zeros(4, dtype=torch.long))
+    one = swap.compute(net, batch, swap.SwapOptions(batch_size=4, repeats=1), ctx)["swap"]
+    many = swap.compute(net, batch, swap.SwapOptions(batch_size=4, repeats=5), ctx)["swap"]
+    assert one == float(int(one)) and 1 <= one <= 2 ** 4  # at most 16 patterns of 4 samples
+    assert many == swap.compute(net, batch, swap.SwapOptions(batch_size=4, repeats=5), ctx)["swap"]  # seeded
+    with pytest.raises(ValueError, match="batch_size must be in 2..62"):
+        swap.SwapOptions(batch_size=100)
