@@ -12,6 +12,7 @@ from torch import nn
 from raynas.probes import ProbeBatch
 from raynas.proxies import az_nas
 from raynas.proxies.base import ProxyContext
+from raynas.proxies.reinit import kaiming_reinit
 from raynas.seeding import generator
 
 
@@ -53,13 +54,13 @@ def test_kaiming_reinit_is_fan_in_normal_from_the_seed():
     with torch.no_grad():
         net[1].weight.fill_(5.0)
         net[1].bias.fill_(5.0)
-    az_nas.kaiming_reinit(net, generator(3))
+    kaiming_reinit(net, generator(3))
     std = float(net[0].weight.detach().std())
     assert std == pytest.approx(math.sqrt(2 / (16 * 9)), rel=0.05)
     assert float(net[0].bias.abs().max()) == 0.0 and float(net[2].bias.abs().max()) == 0.0
     assert torch.equal(net[1].weight, torch.ones(32)) and torch.equal(net[1].bias, torch.zeros(32))
     again = copy.deepcopy(net)
-    az_nas.kaiming_reinit(again, generator(3))
+    kaiming_reinit(again, generator(3))
     assert torch.equal(again[0].weight, net[0].weight)
 
 
@@ -85,7 +86,7 @@ def official_way(model: nn.Module, x: torch.Tensor, seed: int) -> dict[str, floa
     the per-position outer-product mean ("straight-forward way") for M, numpy SVD."""
     net = copy.deepcopy(model).train()
     gen = generator(seed)
-    az_nas.kaiming_reinit(net, gen)  # checked on its own above
+    kaiming_reinit(net, gen)  # checked on its own above
     feats = [net.stem(x)]
     for cell in net.cells:
         feats.append(cell(feats[-1]))

@@ -55,7 +55,7 @@ def test_vkdnw_of_a_linear_model_by_hand():
                         ProxyContext(torch.device("cpu"), 4, seed=3))
     reinit = nn.Sequential(nn.Linear(3, 4)).double()
     reinit.load_state_dict(net.state_dict())
-    from raynas.proxies.az_nas import kaiming_reinit
+    from raynas.proxies.reinit import kaiming_reinit
     from raynas.seeding import generator
 
     kaiming_reinit(reinit, generator(3))

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
+from raynas.proxies.reinit import kaiming_reinit
 from raynas.seeding import generator
 
 ENTROPY_EPS = 1e-8
@@ -49,21 +49,6 @@ SIGMA_EPS = 1e-6
 @dataclass(frozen=True)
 class AzNasOptions:
     batch_size: int = 64  # AZ-NAS' NB201 setting
-
-
-def kaiming_reinit(model: nn.Module, gen: torch.Generator) -> None:
-    """AZ-NAS' ``kaiming_norm_fanin``: N(0, 2/fan_in) weights, zero biases, BN γ = 1, β = 0."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                std = math.sqrt(2.0 / fan_in)
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen).mul_(std).to(m.weight))
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, _BatchNorm) and m.affine:
-                m.weight.fill_(1.0)
-                m.bias.zero_()
 
 
 def cell_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from raynas.probes import ProbeBatch
-from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks
+from raynas.proxies.activations import relu_output_signs
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
+from raynas.proxies.reinit import gaussian_reinit
 from raynas.seeding import generator
 
 MAX_SAMPLES = 62  # patterns are packed into int64 bits
@@ -43,32 +44,12 @@ class SwapOptions:
             raise ValueError(f"swap repeats must be positive, got {self.repeats}")
 
 
-def gaussian_init(model: nn.Module, gen: torch.Generator) -> None:
-    """The official ``network_weight_gaussian_init``."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen).to(m.weight))
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.affine:
-                m.weight.fill_(1.0)
-                m.bias.zero_()
-
-
 def distinct_patterns(model: nn.Module, inputs: torch.Tensor) -> int:
     """The number of distinct per-neuron sign patterns across the samples of ``inputs``."""
-    signs: list[torch.Tensor] = []
-
-    def keep(_module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if args[0].dim() == 4:
-            signs.append(output.detach().reshape(len(inputs), -1) > 0)
-
-    with torch.no_grad(), forward_hooks((m for m in model.modules() if isinstance(m, nn.ReLU)), keep):
-        model(inputs)
-    if not signs:
+    signs = relu_output_signs(model, inputs)
+    if signs is None:
         return 0
-    bits = torch.cat(signs, dim=1).to(torch.int64)  # (samples, neurons)
+    bits = signs.to(torch.int64)  # (samples, neurons)
     weights = torch.bitwise_left_shift(torch.ones(len(inputs), 1, dtype=torch.int64, device=bits.device),
                                        torch.arange(len(inputs), device=bits.device).unsqueeze(1))
     return int(torch.unique((bits * weights).sum(0)).numel())
@@ -79,7 +60,7 @@ def compute(model: nn.Module, batch: ProbeBatch, options: SwapOptions, ctx: Prox
     gen = generator(ctx.seed)
     counts = []
     for _ in range(options.repeats):
-        gaussian_init(net, gen)
+        gaussian_reinit(net, gen)
         counts.append(distinct_patterns(net, batch.inputs))
     return {"swap": sum(counts) / len(counts)}
 

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from raynas.probes import ProbeBatch
-from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks, forward_logits
+from raynas.proxies.activations import relu_output_signs
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_logits
 from raynas.seeding import generator
 
 NAN_CONDITION = 1e5  # the official np.nan_to_num(..., nan=100000.0)
@@ -63,17 +64,8 @@ def ntk_condition(model: nn.Module, inputs: torch.Tensor) -> float:
 
 def activation_patterns(model: nn.Module, inputs: torch.Tensor) -> int:
     """The number of distinct ReLU activation patterns among the samples of ``inputs``."""
-    outputs: list[torch.Tensor] = []
-
-    def keep(_module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if args[0].dim() == 4:
-            outputs.append(output.detach().reshape(len(inputs), -1) > 0)
-
-    with torch.no_grad(), forward_hooks((m for m in model.modules() if isinstance(m, nn.ReLU)), keep):
-        model(inputs)
-    if not outputs:
-        return 0
-    return int(torch.unique(torch.cat(outputs, dim=1), dim=0).shape[0])
+    signs = relu_output_signs(model, inputs)
+    return 0 if signs is None else int(torch.unique(signs, dim=0).shape[0])
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: TeNasOptions, ctx: ProxyContext) -> dict[str, float]:

@@ -38,8 +38,8 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from raynas.probes import ProbeBatch
-from raynas.proxies.az_nas import kaiming_reinit
 from raynas.proxies.base import DegenerateNetwork, ProbeSpec, ProxyContext, ProxyDef
+from raynas.proxies.reinit import kaiming_reinit
 from raynas.seeding import generator
 
 SMOOTHING = float(torch.tensor(0.05, dtype=torch.float16))  # the official alpha, a float16 tensor

@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef
+from raynas.proxies.reinit import gaussian_reinit
 from raynas.seeding import generator
 
 
@@ -26,18 +27,6 @@ from raynas.seeding import generator
 class ZenOptions:
     batch_size: int = 64  # AZ-NAS' NB201 setting (Zen-NAS' CLI: 16)
     mixup_gamma: float = 0.01
-
-
-def gaussian_reinit(model: nn.Module, gen: torch.Generator) -> None:
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen).to(m.weight))
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, _BatchNorm) and m.affine:
-                m.weight.fill_(1.0)
-                m.bias.zero_()
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: ZenOptions, ctx: ProxyContext) -> dict[str, float]:
