@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 import torch
 
 from raynas import __version__
-from raynas.results import check_or_write_run_config, row_schema, rows_to_table
+from raynas.results import check_or_write_run_config
+from raynas.rows import row_schema, rows_to_table
 from raynas.scoring import CellScorer
 
 

@@ -306,3 +306,11 @@ def correlation_report(results_dir: str | Path, nan_policy: str = "worst", groun
     combined = [c for c in results.column_names if c not in before]
     return correlation_table(results, truth.table, [*score_columns(results, roles), *combined], column, nan_policy,
                              k, lower)
+
+
+def accuracy_by_cell(space, dataset: str) -> dict[int, float]:
+    """The benchmark's test accuracy per cell on ``dataset`` where the space has one (else
+    empty: a plugin space without ground truth, or NB101 on CIFAR-100)."""
+    provide = getattr(space, "ground_truth", None)
+    truth = provide() if provide is not None else None
+    return truth.by_cell(dataset) if truth is not None and dataset in truth.accuracy_of else {}

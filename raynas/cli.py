@@ -18,8 +18,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from raynas.datasets import DATASETS
 from raynas.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    from raynas.distributed.driver import RunOptions
 
 EMBEDDED_SAMPLE = 48  # cells scored by default on an embedded (laptop) Ray
 
@@ -90,13 +95,14 @@ def _describe_proxy(proxy) -> str:
     probe = proxy.probe(proxy.options_cls())
     data = {"real": "real images", "gaussian": "Gaussian batch", "ones": "all-ones input", "none": "no data"}[probe.kind]
     diagnostics = f"; diagnostics {', '.join(proxy.diagnostics)}" if proxy.diagnostics else ""
-    return (f"{proxy.name}: headline {proxy.headline}; scores {', '.join(proxy.scores)} ({'higher' if proxy.higher_is_better else 'lower'} "
+    what = f" — {proxy.description}" if proxy.description else ""
+    return (f"{proxy.name}{what}: headline {proxy.headline}; scores {', '.join(proxy.scores)} ({'higher' if proxy.higher_is_better else 'lower'} "
             f"is better){diagnostics}; {data}; BN {proxy.bn_mode}"
             f"{'; per-sample gradients' if proxy.per_sample_grads else ''}")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from raynas.distributed.driver import RunOptions, is_embedded, run_scoring
+    from raynas.distributed.driver import is_embedded, run_scoring
 
     if args.cells and args.sample is not None:
         raise ValueError("--cells and --sample choose cells two ways; give one")
@@ -108,35 +114,48 @@ def cmd_score(args: argparse.Namespace) -> int:
         limit = EMBEDDED_SAMPLE
         logging.getLogger("raynas").warning(
             "embedded Ray (no --address): scoring the first %d cells; pass --all for the whole space", limit)
-    summary = run_scoring(RunOptions(
-        space=args.space, proxies=args.proxies, out=args.out, dataset=args.dataset, seed=args.seed,
-        precision=args.precision, cells=cells, limit=limit, device=args.device, num_gpus_per_actor=args.num_gpus_per_actor,
-        cpus_per_actor=args.cpus_per_actor, max_actors=args.max_actors, shard_size=args.shard_size,
-        address=args.address, progress_interval_s=args.progress_interval, retry_errors=args.retry_errors,
-    ))
+    summary = run_scoring(_run_options(
+        args, proxies=args.proxies, seed=args.seed, precision=args.precision, cells=cells, limit=limit,
+        num_gpus_per_actor=args.num_gpus_per_actor, cpus_per_actor=args.cpus_per_actor, shard_size=args.shard_size,
+        retry_errors=args.retry_errors))
     rate = summary.scored / summary.seconds if summary.seconds else 0.0
     kept = (f"; {summary.error_rows_kept} earlier error rows kept, --retry-errors rescores them"
             if summary.error_rows_kept else "")
     print(f"scored {summary.scored} cells ({summary.already_done} already done, {summary.error_rows} error rows{kept}) "
           f"in {summary.seconds:.1f} s = {rate:.2f} cells/s on {summary.actors} {summary.device} actor(s) → {summary.out}")
     if args.report:
-        return cmd_report(argparse.Namespace(results=args.out, nan_policy="worst", ground_truth=None, k=10,
-                                             accuracy_column=None, ensemble=[]))
+        print_report(args.out)
     return 0
+
+
+def _run_options(args: argparse.Namespace, **specific) -> RunOptions:
+    """The run options of ``score`` and ``search --out`` from their shared scoring flags."""
+    from raynas.distributed.driver import RunOptions
+
+    return RunOptions(space=args.space, out=args.out, dataset=args.dataset, device=args.device,
+                      max_actors=args.max_actors, address=args.address, progress_interval_s=args.progress_interval,
+                      **specific)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    print_report(args.results, nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
+                 accuracy_column=args.accuracy_column, ensembles=args.ensemble)
+    return 0
+
+
+def print_report(results: str, nan_policy: str = "worst", ground_truth: str | None = None, k: int = 10,
+                 accuracy_column: str | None = None, ensembles: Sequence[str] = ()) -> None:
+    """The correlation table of a results directory or an exported table, with its notes."""
     from raynas.analysis import correlation_report, format_table, report_notes
     from raynas.results import scan_results
 
-    rows = correlation_report(args.results, nan_policy=args.nan_policy, ground_truth=args.ground_truth, k=args.k,
-                              accuracy_column=args.accuracy_column, ensembles=args.ensemble)
-    if not Path(args.results).is_file():
-        print(_scan_summary(scan_results(args.results)))
+    rows = correlation_report(results, nan_policy=nan_policy, ground_truth=ground_truth, k=k,
+                              accuracy_column=accuracy_column, ensembles=list(ensembles))
+    if not Path(results).is_file():
+        print(_scan_summary(scan_results(results)))
     print(format_table(rows))
-    for note in report_notes(rows, args.nan_policy, args.k, args.ensemble):
+    for note in report_notes(rows, nan_policy, k, list(ensembles)):
         print(f"  {note}")
-    return 0
 
 
 def _scan_summary(scan) -> str:
@@ -187,7 +206,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
     from raynas.analysis import lower_is_better
-    from raynas.search import Fitness, TableEvaluator, history_table, run_search
+    from raynas.analysis import accuracy_by_cell
+    from raynas.search import Fitness, TableEvaluator, history_table, run_search, write_history
     from raynas.spaces import get_space
 
     space = get_space(args.space)
@@ -212,7 +232,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     with scoring:
         state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
                            population=args.population, sample_size=args.sample_size, generation=args.generation)
-    accuracy = _accuracy_by_cell(space, args.dataset)
+    accuracy = accuracy_by_cell(space, args.dataset)
     best = state.best()
     history = history_table(state, space, accuracy)
     value = float(state.values([best])[0])
@@ -223,7 +243,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     base = Path(args.history) if args.history else (
         Path(args.out) / "_search" / f"{args.strategy}-{args.fitness}-seed{args.seed}.parquet" if args.out else None)
     if base is not None:
-        _write_history(history, base)
+        write_history(history, base)
         print(f"history → {base}" + (f", plot → {base.with_suffix('.png')}" if base.with_suffix(".png").exists() else ""))
     return 0
 
@@ -236,54 +256,14 @@ def _scores_table(source: str):
 
 
 def _ray_evaluator(args: argparse.Namespace, fitness):
-    from raynas.distributed.driver import RunOptions, ScoringSession
+    from raynas.distributed.driver import ScoringSession
     from raynas.distributed.search_scoring import RayEvaluator
-    from raynas.proxies.registry import PROXIES, parse_proxies
+    from raynas.proxies.registry import proxies_giving
 
-    proxies = args.proxies
-    if proxies is None:  # the proxies whose columns the fitness and constraints read
-        wanted = []
-        for column in fitness.needed_columns:
-            owner = next((p.name for p in PROXIES.values() if column in p.components), None)
-            if owner is None:
-                raise ValueError(f"--fitness: no built-in proxy gives column {column!r}; name the proxies with --proxies")
-            wanted.append(owner)
-        proxies = ";".join(dict.fromkeys(wanted))
-    roles = {c: r for cp in parse_proxies(proxies) for c, r in cp.column_roles().items()}
-    options = RunOptions(space=args.space, proxies=proxies, out=args.out, dataset=args.dataset, seed=args.score_seed,
-                         device=args.device, max_actors=args.max_actors, address=args.address,
-                         progress_interval_s=args.progress_interval)
-    return RayEvaluator(ScoringSession(options, persistent_actors=True), fitness.needed_columns), roles
-
-
-def _accuracy_by_cell(space, dataset: str) -> dict[int, float]:
-    """The benchmark's test accuracy per cell where the space has one (else empty)."""
-    provide = getattr(space, "ground_truth", None)
-    truth = provide() if provide is not None else None
-    return truth.by_cell(dataset) if truth is not None and dataset in truth.accuracy_of else {}
-
-
-def _write_history(history, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    from raynas.atomic import atomic_target
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(path) as tmp:
-        pq.write_table(history, tmp)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return  # the plot needs the notebook extra; the history is written
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(history.column("step").to_pylist(), history.column("best_accuracy").to_pylist())
-    ax.set(xlabel="cells scored", ylabel="test accuracy of the best cell so far", title=path.stem)
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=120)
-    plt.close(fig)
+    # Default: the proxies whose columns the fitness and constraints read.
+    proxies = args.proxies or ";".join(proxies_giving(fitness.needed_columns, where="--fitness"))
+    session = ScoringSession(_run_options(args, proxies=proxies, seed=args.score_seed), persistent_actors=True)
+    return RayEvaluator(session, fitness.needed_columns), session.spec.column_roles()
 
 
 def cmd_data_status(args: argparse.Namespace) -> int:
@@ -312,6 +292,16 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags ``score`` and ``search`` share: what to score on, and where (read by
+    :func:`_run_options`)."""
+    parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max-actors", type=int)
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
+    parser.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="raynas", description="Score NAS search spaces with zero-cost proxies on Ray.")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -328,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "';'; 'all' is every built-in, 'baselines' the peers' eleven, 'field' the newer six "
                             "(default: %(default)s)")
     score.add_argument("--out", required=True, help="results directory (rerun the same command to resume)")
-    score.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    _add_scoring_flags(score)
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--precision", default="float32", choices=PRECISIONS,
                        help="arithmetic of networks and probes: float64 agrees across thread counts (and has "
@@ -339,17 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--sample-seed", type=int, default=0, help="seed of the --sample draw (default: %(default)s)")
     score.add_argument("--limit", type=int, help="only the first N selected cells")
     score.add_argument("--all", action="store_true", help="the whole space even on an embedded Ray")
-    score.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     score.add_argument("--num-gpus-per-actor", type=float,
                        help="fractions share a GPU, e.g. 0.25 (default with --device cuda: measured — one actor's "
                             "GPU memory on the space's heaviest cell against the GPU's size)")
     score.add_argument("--cpus-per-actor", type=float, default=1.0)
-    score.add_argument("--max-actors", type=int)
     score.add_argument("--shard-size", type=int,
                        help="cells per task and per Parquet part (default: 16 on CPU, 128 on GPU, fewer when "
                             "that would leave actors idle)")
-    score.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
-    score.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     score.add_argument("--retry-errors", action="store_true",
                        help="rescore the selected cells whose row is an error row (the row is replaced)")
     score.add_argument("--report", action="store_true", help="print the correlation table afterwards")
@@ -391,15 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0, help="the search's seed (default: %(default)s)")
     search.add_argument("--params-max", type=float, help="constraint: at most this many parameters")
     search.add_argument("--flops-max", type=float, help="constraint: at most this many FLOPs (MACs)")
-    search.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    _add_scoring_flags(search)
     search.add_argument("--scores", help="look fitness up in a results directory or exported file")
     search.add_argument("--out", help="score cells as the search goes, into this resumable results directory")
     search.add_argument("--proxies", help="what --out scores (default: the proxies of the fitness columns)")
     search.add_argument("--score-seed", type=int, default=0, help="the scoring seed of --out (default: %(default)s)")
-    search.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    search.add_argument("--max-actors", type=int)
-    search.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
-    search.add_argument("--progress-interval", type=float, default=10.0)
     search.add_argument("--history", help="per-step history Parquet (default: OUT/_search/...; a .png plot beside it)")
     search.set_defaults(func=cmd_search)
 

@@ -36,34 +36,15 @@ from typing import Any
 import pyarrow as pa
 
 from raynas.lock import LOCK_FILE, OutputLocked, acquire_lock  # noqa: F401 — re-exported
+from raynas.rows import STATUS_ERROR
 from raynas.storage import LocalStore, Store, dumps, open_store
 
 RUN_FILE = "_raynas_run.json"
 PART_GLOB = "part-*.parquet"
 QUARANTINE_DIR = "_quarantine"
 
-ERROR_STATUS = "error"  # raynas.scoring.STATUS_ERROR, without importing torch here
-STRING_COLUMNS = {"space", "arch", "dataset", "device", "status", "error"}
-INT_COLUMNS = {"index", "seed"}
-
-
 class RunConfigMismatch(RuntimeError):
     """The output directory holds results of a different scoring configuration."""
-
-
-def row_schema(columns: Sequence[str], config: dict[str, Any] | None = None) -> pa.Schema:
-    """Fixed schema: strings and ints for the identity columns, float64 for every score."""
-    fields = [
-        pa.field(c, pa.string() if c in STRING_COLUMNS else pa.int64() if c in INT_COLUMNS else pa.float64())
-        for c in columns
-    ]
-    metadata = {b"raynas.config": json.dumps(config, sort_keys=True).encode()} if config else None
-    return pa.schema(fields, metadata=metadata)
-
-
-def rows_to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    rows = list(rows)
-    return pa.table({f.name: pa.array([r[f.name] for r in rows], type=f.type) for f in schema}, schema=schema)
 
 
 def part_name(cells: Sequence[int]) -> str:
@@ -142,7 +123,7 @@ def scan_results(out: str | Path | Store) -> PartScan:
         schema = schema or part_schema.remove_metadata()
         scan.accepted.append(path)
         for cell, status in zip(cells, statuses):
-            is_error = status == ERROR_STATUS
+            is_error = status == STATUS_ERROR
             if cell not in scan.row_of:
                 scan.row_of[cell] = path
             else:
@@ -175,7 +156,7 @@ def drop_superseded_error_rows(out: str | Path | Store) -> int:
     scan = scan_results(store)
     superseded = {cell for cell in scan.duplicates if cell not in scan.errors}
     return _rewrite_without(store, scan, lambda cell, part, status: (
-        status == ERROR_STATUS and cell in superseded and scan.row_of[cell] != part))
+        status == STATUS_ERROR and cell in superseded and scan.row_of[cell] != part))
 
 
 def _rewrite_without(store: Store, scan: PartScan, drop) -> int:

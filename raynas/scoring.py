@@ -23,14 +23,13 @@ from raynas.measure import measured
 from raynas.precision import DEFAULT_PRECISION
 from raynas.probes import ProbeBatch, gaussian_batch, ones_batch, real_batch
 from raynas.proxies.base import ConfiguredProxy, DegenerateNetwork, ProbeSpec, ProxyContext
+from raynas.rows import (BUILD_TIME_COLUMN, STATUS_DEGENERATE, STATUS_ERROR, STATUS_OK, measure_columns,
+                         row_columns)
 from raynas.seeding import derive_seed, seeded
 from raynas.spaces import SearchSpace
 from raynas.spec import ScoringSpec
 
 logger = logging.getLogger("raynas.scoring")
-
-ROW_KEYS = ("space", "index", "arch", "dataset", "seed", "device", "status", "error")
-STATUS_OK, STATUS_DEGENERATE, STATUS_ERROR = "ok", "degenerate", "error"
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -71,12 +70,6 @@ def set_cpu_threads(threads: int | None) -> int:
         _told_threads = True
     torch.set_num_threads(chosen)
     return chosen
-
-
-def scoring_config(space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
-                   dataset: str, seed: int, precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
-    """What determines every score of a run (:meth:`raynas.spec.ScoringSpec.config`)."""
-    return ScoringSpec.resolve(space, proxies, dataset, seed, precision).config()
 
 
 class InitialState:
@@ -164,11 +157,11 @@ class CellScorer:
 
     @property
     def measure_columns(self) -> list[str]:
-        return [f"{cp.label}_{m}" for cp in self.proxies for m in ("time_s", "peak_mem_mb")]
+        return [c for cp in self.proxies for c in measure_columns(cp.label)]
 
     @property
     def columns(self) -> list[str]:
-        return [*ROW_KEYS, *self.score_columns, *self.measure_columns, "build_time_s"]
+        return row_columns(self.score_columns, [cp.label for cp in self.proxies])
 
     def config(self) -> dict[str, Any]:
         """Everything that determines a row's scores (recorded with every run)."""
@@ -192,7 +185,7 @@ class CellScorer:
                 model = self.space.build(index, self.dataset.num_classes)
             model.to(self.device, self.spec.dtype)
             initial = InitialState(model)
-        row["build_time_s"] = build.seconds
+        row[BUILD_TIME_COLUMN] = build.seconds
         shared: dict = {}  # one cell's reusable work (the shared gradient pass)
         for i, cp in enumerate(self.proxies):
             if degenerate and not cp.proxy.structural:
@@ -206,7 +199,7 @@ class CellScorer:
                 with measured(self.device, self.measure_memory) as m, seeded(ctx.seed):
                     values = cp.proxy.compute(model, self._probes[cp.probe_spec()], cp.options, ctx)
                 row.update(zip(cp.columns, (float(values[c]) for c in cp.proxy.components)))
-                row[f"{cp.label}_time_s"], row[f"{cp.label}_peak_mem_mb"] = m.seconds, m.peak_mb
+                row.update(zip(measure_columns(cp.label), (m.seconds, m.peak_mb)))
             except DegenerateNetwork as exc:
                 if row["status"] != STATUS_ERROR:  # an error is the stronger status, whatever the order
                     row["status"] = STATUS_DEGENERATE

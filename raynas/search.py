@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -243,3 +244,28 @@ def history_table(state: SearchState, space: Any, accuracy: dict[int, float] | N
         "best_accuracy": [accuracy.get(b, math.nan) for b in best_cells],
     }
     return pa.table(columns)
+
+
+def write_history(history: pa.Table, path: Path) -> None:
+    """The search's per-step history as Parquet (atomically), and its best-accuracy curve
+    as a PNG beside it when matplotlib (the notebook extra) is installed."""
+    import pyarrow.parquet as pq
+
+    from raynas.atomic import atomic_target
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(path) as tmp:
+        pq.write_table(history, tmp)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return  # the plot needs the notebook extra; the history is written
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history.column("step").to_pylist(), history.column("best_accuracy").to_pylist())
+    ax.set(xlabel="cells scored", ylabel="test accuracy of the best cell so far", title=path.stem)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=120)
+    plt.close(fig)

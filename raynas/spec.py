@@ -70,7 +70,7 @@ class ScoringSpec:
             config["space_source"] = dict(self.space_source)
         if self.precision != DEFAULT_PRECISION:  # recorded only where it is not what runs always had
             config["precision"] = self.precision
-        if any(cp.probe_spec().kind == "real" for cp in self.proxies):
+        if any(cp.needs_real_data for cp in self.proxies):
             from raynas.probes import probe_identity
 
             config["probe_data"] = probe_identity(self.dataset.name)
@@ -79,8 +79,3 @@ class ScoringSpec:
     def column_roles(self) -> dict[str, dict[str, str]]:
         """Every proxy column's role (score or diagnostic) and direction, for the run file."""
         return {column: role for cp in self.proxies for column, role in cp.column_roles().items()}
-
-    @property
-    def space_ref(self) -> str:
-        """What names the space again in another process: its import path or its name."""
-        return self.space_source["import"] if self.space_source else self.space.name

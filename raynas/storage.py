@@ -112,10 +112,6 @@ class Store:
     def clean_temporaries(self) -> int:
         return 0
 
-    @property
-    def is_local(self) -> bool:
-        return False
-
     def __str__(self) -> str:
         return self.uri
 
@@ -126,10 +122,6 @@ class LocalStore(Store):
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().resolve()
         self.uri = str(self.path)
-
-    @property
-    def is_local(self) -> bool:
-        return True
 
     def entries(self) -> list[Entry]:
         if not self.path.is_dir():

@@ -29,7 +29,7 @@ from raynas.cli import main
 from raynas.datafiles import EMBEDDED_DIR, resolve, resolve_need
 from raynas.probes import real_batch
 from raynas.results import RunConfigMismatch, check_or_write_run_config
-from raynas.scoring import scoring_config
+from raynas.spec import ScoringSpec
 
 
 # -- the shipped data -----------------------------------------------------------------------
@@ -320,13 +320,13 @@ def test_import_nats_bench_through_its_api(embedded_only, tmp_path, monkeypatch)
 # -- the probe set is part of the run config ------------------------------------------------
 
 def test_run_config_records_the_probe_set_and_refuses_mixing(embedded_only, shared_data, monkeypatch, tmp_path):
-    shipped = scoring_config("nb201", "gradalign,params", "cifar10", 0)
+    shipped = ScoringSpec.resolve("nb201", "gradalign,params", "cifar10", 0).config()
     assert shipped["probe_data"] == {"dataset": "cifar10", "origin": "embedded",
                                      "sha256": resolve_need("cifar10-probe").sha256()}
-    assert "probe_data" not in scoring_config("nb201", "intrain,synflow,params", "cifar10", 0)  # data-free
+    assert "probe_data" not in ScoringSpec.resolve("nb201", "intrain,synflow,params", "cifar10", 0).config()  # data-free
     check_or_write_run_config(tmp_path, shipped, {"raynas": "test"})
     monkeypatch.setenv("RAYNAS_DATA_DIR", str(shared_data))
-    full = scoring_config("nb201", "gradalign,params", "cifar10", 0)
+    full = ScoringSpec.resolve("nb201", "gradalign,params", "cifar10", 0).config()
     assert full["probe_data"]["origin"] == "RAYNAS_DATA_DIR" and full["probe_data"]["sha256"] != shipped["probe_data"]["sha256"]
     with pytest.raises(RunConfigMismatch, match="different scoring configuration"):
         check_or_write_run_config(tmp_path, full, {"raynas": "test"})
@@ -335,7 +335,7 @@ def test_run_config_records_the_probe_set_and_refuses_mixing(embedded_only, shar
 def test_a_worker_with_other_probe_data_refuses_to_score(embedded_only, shared_data, monkeypatch, tmp_path):
     from raynas.distributed.actor import ShardScorer, WorkerSetupError
 
-    driver_config = scoring_config("nb201", "naswot", "cifar10", 0)
+    driver_config = ScoringSpec.resolve("nb201", "naswot", "cifar10", 0).config()
     monkeypatch.setenv("RAYNAS_DATA_DIR", str(shared_data))  # the worker sees another probe file
     worker = ShardScorer(driver_config, "cpu", str(tmp_path))
     with pytest.raises(WorkerSetupError, match="probe_data: run .*'embedded'.*worker .*'RAYNAS_DATA_DIR'"):

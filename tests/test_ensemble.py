@@ -67,7 +67,8 @@ def test_add_ensembles_appends_columns_and_names_missing_members():
 
 
 def _scored_run(tmp_path, proxies: str, cells: list[int]):
-    from raynas.results import check_or_write_run_config, part_name, row_schema, rows_to_table, write_part_atomic
+    from raynas.results import check_or_write_run_config, part_name, write_part_atomic
+    from raynas.rows import row_schema, rows_to_table
     from raynas.scoring import CellScorer
 
     out = tmp_path / "run"

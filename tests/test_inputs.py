@@ -57,7 +57,8 @@ def test_unusable_output_paths(tmp_path, capsys):
 
 def test_ctrl_c_says_what_is_committed_and_how_to_resume(tmp_path, capsys, monkeypatch):
     from raynas.distributed import driver
-    from raynas.results import part_name, row_schema, rows_to_table, write_part_atomic
+    from raynas.results import part_name, write_part_atomic
+    from raynas.rows import row_schema, rows_to_table
     from raynas.scoring import CellScorer
 
     out = tmp_path / "run"
@@ -108,7 +109,8 @@ def test_report_without_any_known_accuracy_says_so(tmp_path):
     import pyarrow.parquet as pq
 
     from raynas.analysis import correlation_report
-    from raynas.results import check_or_write_run_config, part_name, row_schema, rows_to_table, write_part_atomic
+    from raynas.results import check_or_write_run_config, part_name, write_part_atomic
+    from raynas.rows import row_schema, rows_to_table
     from raynas.scoring import CellScorer
 
     out = tmp_path / "run"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from raynas.results import check_or_write_run_config, part_name, row_schema, rows_to_table, write_part_atomic
+from raynas.results import check_or_write_run_config, part_name, write_part_atomic
+from raynas.rows import row_schema, rows_to_table
 from raynas.scoring import CellScorer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -171,7 +171,7 @@ def test_parts_and_readers_on_object_storage(endpoint):
     uri = f"{endpoint[0]}://bkt/readers"
     scorer = CellScorer("nb201", "params")
     rows = list(scorer.iter_scores([0, 1, 2]))
-    from raynas.results import row_schema, rows_to_table
+    from raynas.rows import row_schema, rows_to_table
 
     write_part_atomic(rows_to_table(rows, row_schema(scorer.columns, scorer.config())), uri, "part-0000000-a.parquet")
     check_or_write_run_config(uri, scorer.config(), {"raynas": "test"})

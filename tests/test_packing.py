@@ -37,9 +37,9 @@ def test_gpus_per_actor_must_be_a_fraction_or_whole(bad):
 
 def test_calibration_uses_the_heaviest_nb201_cell():
     space = get_space("nb201")
-    cell = calibration_cell("nb201", [5, 6])
+    cell = calibration_cell(space, [5, 6])
     assert set(space.ops(cell)) == {"nor_conv_3x3"}
-    assert calibration_cell("nb101", [42, 7]) == 42  # no declared heaviest cell: the first to score
+    assert calibration_cell(get_space("nb101"), [42, 7]) == 42  # no declared heaviest cell: the first to score
 
 
 def test_shards_shrink_so_that_every_packed_actor_gets_work():

@@ -4,8 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from raynas.results import (OutputLocked, RunConfigMismatch, acquire_lock, check_or_write_run_config,
-                            clean_temporaries, load_results, part_name, row_schema, rows_to_table,
-                            scored_cells, write_part_atomic)
+                            clean_temporaries, load_results, part_name, scored_cells, write_part_atomic)
+from raynas.rows import row_schema, rows_to_table
 
 COLUMNS = ["space", "index", "arch", "dataset", "seed", "device", "status", "error", "intrain"]
 

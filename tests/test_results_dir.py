@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from raynas.cli import main
-from raynas.results import (check_or_write_run_config, load_results, part_name, row_schema, rows_to_table,
-                            scan_results, scored_cells, write_part_atomic)
+from raynas.results import (check_or_write_run_config, load_results, part_name, scan_results, scored_cells,
+                            write_part_atomic)
+from raynas.rows import row_schema, rows_to_table
 from raynas.scoring import CellScorer
 
 

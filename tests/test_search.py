@@ -92,7 +92,8 @@ def test_state_keeps_the_first_of_equals_and_a_running_best():
 def test_lookup_from_an_exported_file_and_load_scores(tmp_path, monkeypatch, capsys):
     from raynas.cli import main
     from raynas.export import load_scores
-    from raynas.results import check_or_write_run_config, part_name, row_schema, rows_to_table, write_part_atomic
+    from raynas.results import check_or_write_run_config, part_name, write_part_atomic
+    from raynas.rows import row_schema, rows_to_table
     from raynas.scoring import CellScorer
 
     out = tmp_path / "run"

@@ -46,7 +46,7 @@ class ShardScorer:
         from raynas.lock import lease_holder
         from raynas.storage import open_store
 
-        from raynas.results import row_schema
+        from raynas.rows import row_schema
         from raynas.scoring import CellScorer
         from raynas.spec import ScoringSpec
 
@@ -84,7 +84,8 @@ class ShardScorer:
 
     def score_shard(self, cells) -> dict[str, Any]:
         """Score one shard and commit it as one part: {part, cells, errors, seconds}."""
-        from raynas.results import part_name, rows_to_table, write_part_atomic
+        from raynas.results import part_name, write_part_atomic
+        from raynas.rows import STATUS_ERROR, rows_to_table
 
         if self.setup_error is not None:
             raise WorkerSetupError(self.setup_error)
@@ -94,7 +95,7 @@ class ShardScorer:
         rows, errors = [], 0
         for row in self.scorer.iter_scores(cells):
             rows.append(row)
-            errors += row["status"] == "error"
+            errors += row["status"] == STATUS_ERROR
             if self.progress is not None:
                 self.progress.report.remote(name, len(rows), errors)  # fire and forget
         write_part_atomic(rows_to_table(rows, self.schema), self.out, name)

@@ -11,11 +11,12 @@ import math
 import os
 import warnings
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from raynas.cost import CellCost, cell_cost
 from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.lock import acquire_lock
 from raynas.precision import DEFAULT_PRECISION
@@ -116,8 +117,23 @@ def _connect(address: str | None) -> None:
         init_embedded_ray((os.cpu_count() or 1) + 1)
 
 
-def _plan_actors(opts: RunOptions, todo: Sequence[int], config: dict) -> tuple[str, int, float | None]:
-    """(device, max actors, GPUs per actor) from the options and the cluster now."""
+@dataclass(frozen=True)
+class ActorPlan:
+    """Where a run's scoring actors go: the device, how many, and what each asks Ray for."""
+
+    device: str  # cpu | cuda
+    actors: int  # at most
+    gpus_per_actor: float | None = None
+    memory_bytes: int | None = None  # a CPU actor's memory request (from the cost estimate)
+    cost: CellCost | None = None  # the CPU estimate per cell, when one was measured
+
+    def for_shards(self, shards: int) -> ActorPlan:
+        """No more actors than shards."""
+        return replace(self, actors=max(1, min(self.actors, shards)))
+
+
+def _plan_actors(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, config: dict) -> ActorPlan:
+    """The actors for ``todo``, from the options, the cluster now and the cost estimate."""
     import ray
 
     resources = ray.cluster_resources()
@@ -132,14 +148,39 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int], config: dict) -> tuple[s
             gpus = wait_for_gpus(opts)
         per_actor = opts.num_gpus_per_actor
         if per_actor is None:
-            per_actor, reason = _measured_gpus_per_actor(opts, todo, gpus, cpus, config)
+            per_actor, reason = _measured_gpus_per_actor(opts, todo, spec, gpus, cpus, config)
             opts.log.info("GPUs per actor: %s", reason)
         fit = int(gpus / per_actor) if gpus else 0
-        return device, opts.max_actors or fit or 8, per_actor
+        return ActorPlan(device, opts.max_actors or fit or 8, per_actor)
     if device != "cpu":
         raise ValueError(f"--device must be auto, cpu or cuda, got {opts.device!r}")
     fit = max(1, int(((os.cpu_count() or 1) if is_embedded(opts.address) else cpus) // opts.cpus_per_actor))
-    return device, opts.max_actors or fit, None
+    actors = opts.max_actors or fit
+    cost = cell_cost(spec)
+    if cost is None:
+        return ActorPlan(device, actors)
+    memory, actors = _fit_memory(opts, cost, actors)
+    return ActorPlan(device, actors, None, memory, cost)
+
+
+def _fit_memory(opts: RunOptions, cost: CellCost, actors: int) -> tuple[int | None, int]:
+    """(each CPU actor's memory request, actors): the request from the estimate, and on an
+    embedded Ray no more actors than this machine's memory holds. A request larger than
+    every node's memory would wait forever: then there is none, and a warning."""
+    import ray
+
+    request = cost.memory_request_bytes
+    largest = max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    if request > largest:
+        opts.log.warning("a CPU actor may need ~%.1f GB for these cells, more than any node gives Ray (%.1f GB); "
+                         "scoring without a memory request, so it may run out of memory", request / 2**30,
+                         largest / 2**30)
+        return None, actors
+    if is_embedded(opts.address) and int(largest // request) < actors:
+        actors = max(1, int(largest // request))
+        opts.log.info("%d CPU actor(s): as many as this machine's memory for Ray (%.1f GB) holds at ~%.1f GB each",
+                      actors, largest / 2**30, request / 2**30)
+    return request, actors
 
 
 def wait_for_gpus(opts: RunOptions, poll_s: float = 5.0) -> float:
@@ -173,20 +214,20 @@ def check_gpus_per_actor(value: float | None) -> None:
         raise ValueError(f"--num-gpus-per-actor must be in (0, 1] or a whole number, got {value:g}")
 
 
-def calibration_cell(space_name: str, todo: Sequence[int]) -> int:
+def calibration_cell(space: SearchSpace, todo: Sequence[int]) -> int:
     """The cell to measure an actor's GPU footprint on: the space's heaviest if it names
     one, else the first cell to score."""
-    heaviest = getattr(get_space(space_name), "heaviest_cell", None)
+    heaviest = getattr(space, "heaviest_cell", None)
     return heaviest() if callable(heaviest) else todo[0]
 
 
-def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], gpus: float, cpus: float,
+def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, gpus: float, cpus: float,
                              config: dict) -> tuple[float, str]:
     import ray
 
     from raynas.distributed.packing import Footprint, measure_footprint, plan_packing
 
-    cell = calibration_cell(opts.space, todo)
+    cell = calibration_cell(spec.space, todo)
     task = ray.remote(num_gpus=1, num_cpus=0, max_retries=0)(measure_footprint)
     try:
         footprint = Footprint(**ray.get(task.remote(config, cell)))
@@ -221,7 +262,7 @@ class ScoringSession:
         self.out = open_store(opts.out)
         self.lease: Lease | None = None
         self._actors: list | None = None
-        self._device = "-"
+        self._plan: ActorPlan | None = None
 
     def __enter__(self) -> ScoringSession:
         self.out.ensure()
@@ -269,29 +310,50 @@ class ScoringSession:
         if not todo:
             return RunSummary(str(out), len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept)
 
-        score = self._score_on_own_actors if self.persistent_actors else self._score_on_ray_data
-        written, progress, device, actors = score(todo, already, shard_size or opts.shard_size)
+        written, progress, plan = self._execute(todo, already, shard_size or opts.shard_size)
         if opts.retry_errors and errors:
             drop_replaced_rows(out, errors, keep=written)
-        return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors, device,
-                          actors, time.monotonic() - start, kept)
+        return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors,
+                          plan.device, plan.actors, time.monotonic() - start, kept)
 
-    def _score_on_ray_data(self, todo: list[int], already: int, shard_size: int | None):
-        """Score ``todo`` on a Ray Data actor pool; returns (parts written, progress, device, actors)."""
+    def _execute(self, todo: list[int], already: int, shard_size: int | None):
+        """The one loop of every scoring: plan the actors (once, for a session that keeps
+        them), split ``todo`` into shards, run them, count each part as it is committed.
+        Returns (parts written, progress, plan)."""
+        opts = self.opts
+        _connect(opts.address)
+        plan = self._plan or _plan_actors(opts, todo, self.spec, self.config)
+        shards = split_into_shards(todo, plan.device, shard_size, plan.actors)
+        if self._plan is None:
+            plan = plan.for_shards(len(shards))
+        opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), plan.actors,
+                      plan.device.upper())
+        if plan.cost is not None:
+            opts.log.info(plan.cost.describe(len(todo), plan.actors))
+        progress = Progress(len(todo), already, opts.progress_interval_s, estimated_rate=_estimated_rate(plan))
+        written: list[str] = []
+        run = self._on_own_actors if self.persistent_actors else self._on_ray_data
+        with stopping_with_cause(progress, len(todo)), run(shards, plan) as (summaries, board):
+            for summary in _with_ticks(summaries, opts.progress_interval_s):
+                self.lease.check()  # another driver took the directory over: stop writing
+                if summary is None:  # no shard finished within the interval: the board's count
+                    if board is not None:
+                        _read_board(board, progress)
+                    continue
+                written.append(str(summary["part"]))
+                progress.commit(int(summary["cells"]), int(summary["errors"]))
+        return written, progress, plan
+
+    @contextmanager
+    def _on_ray_data(self, shards: list[list[int]], plan: ActorPlan):
+        """(shard summaries, progress board) from a Ray Data actor pool of ``plan``'s size."""
         import ray
 
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from raynas.distributed.quiet import HARMLESS_ACTOR_ARGS_WARNING, dropping_stderr_lines, quiet_ray_data
 
-        opts, out = self.opts, self.out
-        _connect(opts.address)
         quiet_ray_data()
-        device, actors, gpus_per_actor = _plan_actors(opts, todo, self.config)
-        shards = split_into_shards(todo, device, shard_size, actors)
-        actors = max(1, min(actors, len(shards)))
-        opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), actors, device.upper())
-
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # our own line below; per-actor logs stay in Ray's logs
         ctx.execution_no_progress_timeout_s = 3600  # GPU workers may take minutes to scale up
@@ -303,55 +365,46 @@ class ScoringSession:
             # Ray 2.60 has no named parameter for actor restarts/retries yet; they go through
             # **ray_remote_args, which warns about a deprecation planned for 2.64.
             warnings.simplefilter("ignore", DeprecationWarning)
-            summaries = _map_shards(dataset, opts, out, device, actors, gpus_per_actor, self.config, board,
-                                    self.lease.id)
-        progress = Progress(len(todo), already, opts.progress_interval_s)
-        written: list[str] = []
-        with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING), stopping_with_cause(progress, len(todo)):
-            for summary in _rows_with_ticks(summaries, opts.progress_interval_s):
-                self.lease.check()  # another driver took the directory over: stop writing
-                if summary is None:  # no shard finished within the interval: the board's count
-                    try:
-                        progress.live(*ray.get(board.totals.remote(), timeout=10))
-                    except ray.exceptions.RayError:  # a slow or lost board: the next tick tries again
-                        pass
-                    continue
-                written.append(str(summary["part"]))
-                progress.commit(int(summary["cells"]), int(summary["errors"]))
-        return written, progress, device, actors
+            summaries = _map_shards(dataset, self.opts, self.out, plan, self.config, board, self.lease.id)
+        with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING):
+            yield summaries.iter_rows, board
 
-    def _score_on_own_actors(self, todo: list[int], already: int, shard_size: int | None):
-        """Score ``todo`` on this session's actors (started by the first call, sized to its
-        shards); returns (parts written, progress, device, actors)."""
+    @contextmanager
+    def _on_own_actors(self, shards: list[list[int]], plan: ActorPlan):
+        """(shard summaries, no board) from this session's actors, started by its first call
+        and kept for every later one."""
         import ray
         from ray.util import ActorPool
 
         from raynas.distributed.actor import ShardScorer
 
         opts = self.opts
-        _connect(opts.address)
         if self._actors is None:
-            device, actors, gpus_per_actor = _plan_actors(opts, todo, self.config)
-            actors = max(1, min(actors, len(split_into_shards(todo, device, shard_size, actors))))
-            remote = ray.remote(ShardScorer).options(num_cpus=opts.cpus_per_actor, num_gpus=gpus_per_actor or 0,
-                                                     max_restarts=opts.max_restarts,
+            remote = ray.remote(ShardScorer).options(num_cpus=opts.cpus_per_actor, num_gpus=plan.gpus_per_actor or 0,
+                                                     memory=plan.memory_bytes, max_restarts=opts.max_restarts,
                                                      max_task_retries=opts.max_task_retries)
-            self._actors = [remote.remote(self.config, device, self.out.uri, int(opts.cpus_per_actor), None,
-                                          self.lease.id) for _ in range(actors)]
-            self._device = device
-            opts.log.info("started %d %s scoring actor(s), kept for every later call", actors, device.upper())
-        shards = split_into_shards(todo, self._device, shard_size, len(self._actors))
-        opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), len(self._actors),
-                      self._device.upper())
-        progress = Progress(len(todo), already, opts.progress_interval_s)
-        written: list[str] = []
+            self._actors = [remote.remote(self.config, plan.device, self.out.uri, int(opts.cpus_per_actor), None,
+                                          self.lease.id) for _ in range(plan.actors)]
+            self._plan = plan
+            opts.log.info("started %d %s scoring actor(s), kept for every later call", plan.actors,
+                          plan.device.upper())
         pool = ActorPool(self._actors)
-        with stopping_with_cause(progress, len(todo)):
-            for summary in pool.map_unordered(lambda actor, shard: actor.score_shard.remote(shard), shards):
-                self.lease.check()
-                written.append(summary["part"])
-                progress.commit(summary["cells"], summary["errors"])
-        return written, progress, self._device, len(self._actors)
+        yield (lambda: pool.map_unordered(lambda actor, shard: actor.score_shard.remote(shard), shards)), None
+
+
+def _read_board(board, progress: Progress) -> None:
+    """The board's counts into ``progress``; a slow or lost board is asked again next tick."""
+    import ray
+
+    try:
+        progress.live(*ray.get(board.totals.remote(), timeout=10))
+    except ray.exceptions.RayError:
+        pass
+
+
+def _estimated_rate(plan: ActorPlan) -> float | None:
+    """Cells/s the cost estimate expects of ``plan``'s actors (None: no estimate)."""
+    return plan.actors / plan.cost.seconds if plan.cost is not None and plan.cost.seconds > 0 else None
 
 
 def split_into_shards(todo: list[int], device: str, shard_size: int | None, actors: int) -> list[list[int]]:
@@ -375,28 +428,28 @@ def stopping_with_cause(progress: Progress, total: int):
                            f"committed parts are kept, rerun to resume. Cause: {cause}") from None
 
 
-def _rows_with_ticks(dataset, interval_s: float):
-    """The dataset's rows, with a ``None`` whenever ``interval_s`` passes without one (the
-    rows come from a thread, so that the driver can print progress meanwhile and Ctrl-C
+def _with_ticks(rows: Callable[[], Iterable], interval_s: float):
+    """The items of ``rows()``, with a ``None`` whenever ``interval_s`` passes without one
+    (they come from a thread, so that the driver can print progress meanwhile and Ctrl-C
     reaches it at once)."""
     import queue
     import threading
 
-    rows: queue.Queue = queue.Queue()
+    items: queue.Queue = queue.Queue()
     end = object()
 
     def drain() -> None:
         try:
-            for row in dataset.iter_rows():
-                rows.put(row)
-            rows.put(end)
+            for row in rows():
+                items.put(row)
+            items.put(end)
         except BaseException as exc:  # noqa: BLE001 — handed to the driver's thread
-            rows.put(exc)
+            items.put(exc)
 
     threading.Thread(target=drain, name="raynas-rows", daemon=True).start()
     while True:
         try:
-            item = rows.get(timeout=max(0.1, interval_s))
+            item = items.get(timeout=max(0.1, interval_s))
         except queue.Empty:
             yield None
             continue
@@ -415,8 +468,7 @@ def root_cause(exc: BaseException) -> str | None:
     return lines[-1].split(marker, 1)[1].strip() if lines else None
 
 
-def _map_shards(dataset, opts: RunOptions, out: Store, device: str, actors: int, gpus_per_actor: float | None,
-                config: dict, board, lease_id: str):
+def _map_shards(dataset, opts: RunOptions, out: Store, plan: ActorPlan, config: dict, board, lease_id: str):
     from ray.data import ActorPoolStrategy
 
     from raynas.distributed.actor import ShardScorer
@@ -424,13 +476,14 @@ def _map_shards(dataset, opts: RunOptions, out: Store, device: str, actors: int,
     return dataset.map_batches(
         ShardScorer,
         fn_constructor_kwargs={
-            "config": config, "device": device, "out": out.uri,
+            "config": config, "device": plan.device, "out": out.uri,
             "threads": int(opts.cpus_per_actor), "progress": board, "lease_id": lease_id,
         },
         batch_size=1,
-        compute=ActorPoolStrategy(min_size=1, max_size=actors),
+        compute=ActorPoolStrategy(min_size=1, max_size=plan.actors),
         num_cpus=opts.cpus_per_actor,
-        num_gpus=gpus_per_actor,
+        num_gpus=plan.gpus_per_actor,
+        **({"memory": plan.memory_bytes} if plan.memory_bytes else {}),
         max_restarts=opts.max_restarts,
         max_task_retries=opts.max_task_retries,
     )

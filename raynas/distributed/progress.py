@@ -5,6 +5,7 @@ job logs, where a progress bar is not)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
@@ -43,13 +44,20 @@ class Progress:
     """The driver's view: ``scored`` counts cells as actors finish them, ``committed``
     counts cells in parts on disk (what an interrupted run keeps)."""
 
-    def __init__(self, total: int, already_done: int = 0, interval_s: float = 10.0, stream: TextIO = sys.stderr):
+    QUIET_S = 60.0  # while nothing changes, one line a minute at most (not 19 lines of "0/10")
+
+    def __init__(self, total: int, already_done: int = 0, interval_s: float = 10.0, stream: TextIO = sys.stderr,
+                 estimated_rate: float | None = None):
+        """``estimated_rate``: cells/s expected before any is measured (from
+        :mod:`raynas.cost`), for an ETA while the first cells are under way."""
         self.total, self.scored, self.committed, self.errors = total, 0, 0, 0
         self.confirmed = 0  # cells in parts the driver has seen come back
         self.committed_errors = 0
         self.already_done = already_done
         self.interval_s, self.stream = interval_s, stream
+        self.estimated_rate = estimated_rate
         self.start = self._last = time.monotonic()
+        self._printed: tuple | None = None
 
     @property
     def rate(self) -> float:
@@ -57,12 +65,18 @@ class Progress:
         return self.scored / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
-        rate = self.rate
-        eta = (self.total - self.scored) / rate if rate > 0 else float("inf")
         pct = 100.0 * self.scored / self.total if self.total else 100.0
         prior = f" (+{self.already_done} from earlier runs)" if self.already_done else ""
-        return (f"[raynas] {self.scored}/{self.total} cells ({pct:.1f}%), {self.committed} committed{prior}, "
-                f"{rate:.2f} cells/s, ETA {_clock(eta)}, error rows {self.errors}")
+        head = f"[raynas] {self.scored}/{self.total} cells ({pct:.1f}%), {self.committed} committed{prior}, "
+        if self.scored == 0 and self.total:
+            elapsed = time.monotonic() - self.start
+            left = self.total / self.estimated_rate - elapsed if self.estimated_rate else math.nan
+            eta = (f", ETA ~{_clock(left)} (estimated)" if left > 0 else
+                   ", slower than estimated" if self.estimated_rate else "")
+            return f"{head}first cells under way for {_clock(elapsed)}{eta}, error rows {self.errors}"
+        rate = self.rate
+        eta = (self.total - self.scored) / rate if rate > 0 else float("inf")
+        return f"{head}{rate:.2f} cells/s, ETA {_clock(eta)}, error rows {self.errors}"
 
     def live(self, scored: int, errors: int, on_disk: int = 0) -> None:
         """Totals from the board (cells scored, error rows, cells in parts the actors have
@@ -83,6 +97,8 @@ class Progress:
 
     def maybe_print(self, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last >= self.interval_s:
-            self._last = now
+        state = (self.scored, self.committed, self.errors)
+        due = now - self._last >= (self.interval_s if state != self._printed else max(self.interval_s, self.QUIET_S))
+        if force or due:
+            self._last, self._printed = now, state
             print(self.line(), file=self.stream, flush=True)

@@ -33,13 +33,58 @@ def init_embedded_ray(num_cpus: int) -> None:
 
 def quiet_ray_data() -> None:
     """Ray Data's console lines (execution plan, "progress bars disabled", finished in N s)
-    go to its log file only; its warnings and errors still reach the console."""
+    go to its log file only; its warnings and errors still reach the console, each as one
+    line and once (its high-memory warning is 17 lines, repeated every 30 s). The log file
+    keeps every message whole."""
     import ray.data  # noqa: F401 — configures the "ray.data" logger
 
     for handler in logging.getLogger("ray.data").handlers:
-        if not isinstance(handler, logging.FileHandler) and handler.level < logging.WARNING:
-            handler.setLevel(logging.WARNING)
+        if not isinstance(handler, logging.FileHandler) and not isinstance(handler.formatter, OneLineFormatter):
+            handler.setLevel(max(handler.level, logging.WARNING))
             handler.addFilter(lambda record: "Progress bars disabled" not in record.getMessage())
+            handler.addFilter(OncePerMessage())
+            handler.setFormatter(OneLineFormatter(handler.formatter))
+
+
+def first_line(message: str) -> str:
+    """A message's first paragraph on one line, marked when something was cut."""
+    paragraphs = [" ".join(p.split()) for p in message.strip().split("\n\n")]
+    head = paragraphs[0] if paragraphs else ""
+    return head + (" [more in Ray's log: /tmp/ray/session_latest/logs]" if len(paragraphs) > 1 else "")
+
+
+class OneLineFormatter(logging.Formatter):
+    """Formats a warning as ``inner`` would, with its message cut to :func:`first_line`
+    (errors stay whole: their text is what the user needs)."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno != logging.WARNING:
+            return self.inner.format(record)
+        short = logging.makeLogRecord({**record.__dict__, "msg": first_line(record.getMessage()), "args": None,
+                                       "exc_info": None, "exc_text": None})
+        return self.inner.format(short)
+
+
+class OncePerMessage(logging.Filter):
+    """Lets each distinct first line through once (a warning repeated every 30 s says
+    nothing new)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = re.sub(r"\d+(\.\d+)?", "#", first_line(record.getMessage()))  # the same warning with new figures
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
 
 
 @contextlib.contextmanager

@@ -85,10 +85,6 @@ class ProxyDef:
             raise ValueError(f"proxy {self.name!r}: its headline {self.headline!r} is declared a diagnostic")
 
     @property
-    def needs_real_data(self) -> bool:
-        return self.probe(self.options_cls()).kind == "real"
-
-    @property
     def scores(self) -> tuple[str, ...]:
         return tuple(c for c in self.components if c not in self.diagnostics)
 
@@ -117,6 +113,12 @@ class ConfiguredProxy:
         return {self.column(c): ({"role": "diagnostic"} if c in self.proxy.diagnostics else
                                  {"role": "score", "better": better, "proxy": self.label})
                 for c in self.proxy.components}
+
+    @property
+    def needs_real_data(self) -> bool:
+        """Whether this proxy, with these options, draws real images (the run then records
+        which probe file they come from)."""
+        return self.probe_spec().kind == "real"
 
     @property
     def seed_key(self) -> str:

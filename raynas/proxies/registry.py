@@ -53,6 +53,18 @@ def get_proxy(name: str) -> ProxyDef:
     return find_proxy(name)[0]
 
 
+def proxies_giving(columns: Iterable[str], where: str = "columns") -> list[str]:
+    """The built-in proxies whose components are ``columns``, each named once, in order
+    (what a search scores when asked only for its fitness columns)."""
+    names = []
+    for column in columns:
+        owner = next((p.name for p in PROXIES.values() if column in p.components), None)
+        if owner is None:
+            raise ValueError(f"{where}: no built-in proxy gives column {column!r}; name the proxies with --proxies")
+        names.append(owner)
+    return list(dict.fromkeys(names))
+
+
 def find_proxy(name: str) -> tuple[ProxyDef, dict | None]:
     """(the proxy, where it comes from: None for a built-in, else import path, package and
     version for the run to record)."""

@@ -1,0 +1,120 @@
+"""What a cell costs to score on one CPU thread, per space and proxy: the table raynas prints
+its estimate from before a run starts (``raynas/data/cell_costs.json``, read by
+:mod:`raynas.cost`), and from which it sets the CPU actors' memory request.
+
+    python benchmarks/cell_costs.py --space nb201 --cells 6 --write      # every built-in proxy
+    python benchmarks/cell_costs.py --space nb101 --cells 3 --skip te_nas,swap,vkdnw --write
+
+Each proxy is measured in a fresh process of its own (``--one PROXY``), as an actor runs:
+the process's resident memory after its set-up (imports, probe batches, the space's tables)
+is the base; the peak above it over the cells (the cell's network, its gradients, the
+proxy's work) is the proxy's. Seconds are per cell (build + the proxy), the mean over the
+cells (what many cells cost; NB101 cells differ 15-fold in arithmetic), after one warm-up
+cell (the space's smallest) that is not counted. Cells: a fixed random draw of the space's
+non-degenerate cells (NB101: of its accuracy sample).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+TABLE = Path(__file__).resolve().parents[1] / "raynas" / "data" / "cell_costs.json"
+WARM_UP = {"nb201": 0, "nb101": 3398}  # small cells: the warm-up pays only the first-call costs
+
+
+def measured_cells(space_name: str, n: int, seed: int = 11) -> list[int]:
+    from raynas.spaces import get_space
+
+    space = get_space(space_name)
+    if space_name == "nb101":
+        from raynas.spaces.nb101 import load_ground_truth_table
+
+        pool = np.asarray(load_ground_truth_table().column("index"))
+    else:
+        pool = np.arange(len(space))
+    drawn = np.random.default_rng(seed).permutation(pool)
+    return [int(c) for c in drawn if not space.is_degenerate(int(c))][:n]
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measure_one(space: str, proxy: str, cells: list[int]) -> dict:
+    """In this process: the base memory after set-up, then the cells (run as ``--one``)."""
+    import time
+
+    import torch
+
+    from raynas.scoring import CellScorer
+
+    torch.set_num_threads(1)
+    scorer = CellScorer(space, proxy, threads=1, measure_memory=False)
+    base_mb = _status_mb("VmRSS")
+    scorer.score(WARM_UP[space])
+    seconds = []
+    for cell in cells:
+        start = time.perf_counter()
+        row = scorer.score(cell)
+        seconds.append(time.perf_counter() - start)
+        if row["status"] != "ok":
+            raise RuntimeError(f"{space} cell {cell}, {proxy}: {row['status']} {row['error']}")
+    return {"base_mb": base_mb, "peak_mb": _status_mb("VmHWM") - base_mb, "seconds": statistics.mean(seconds),
+            "max_seconds": max(seconds)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default="nb201", choices=["nb201", "nb101"])
+    ap.add_argument("--cells", type=int, default=6)
+    ap.add_argument("--proxies", default="all", help="proxy names (default: every built-in)")
+    ap.add_argument("--skip", default="", help="proxies not to measure (too slow here)")
+    ap.add_argument("--write", action="store_true", help=f"merge the figures into {TABLE.name}")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    cells = measured_cells(args.space, args.cells)
+    if args.one:
+        print(json.dumps(measure_one(args.space, args.one, cells)))
+        return
+
+    from raynas.proxies.registry import PROXIES
+
+    names = list(PROXIES) if args.proxies == "all" else args.proxies.split(",")
+    skip = set(filter(None, args.skip.split(",")))
+    figures = {}
+    for name in [n for n in names if n not in skip]:
+        out = subprocess.run([sys.executable, __file__, "--space", args.space, "--cells", str(args.cells),
+                              "--one", name], capture_output=True, text=True, check=True)
+        figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        f = figures[name]
+        print(f"{args.space} {name:10s} {f['seconds']:8.2f} s/cell (max {f['max_seconds']:.2f})  "
+              f"peak {f['peak_mb']:8.1f} MB above a base of {f['base_mb']:.0f} MB", flush=True)
+    if args.write:
+        table = json.loads(TABLE.read_text()) if TABLE.exists() else {"spaces": {}}
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.processor())
+        table["spaces"][args.space] = {
+            "measured": f"{date.today()}, {cpu}, 1 thread, {args.cells} cells "
+                        f"(python benchmarks/cell_costs.py --space {args.space} --cells {args.cells})",
+            "base_mb": statistics.median(f["base_mb"] for f in figures.values()),
+            "proxies": {n: {"seconds": round(f["seconds"], 3), "peak_mb": round(f["peak_mb"], 1)}
+                        for n, f in figures.items()},
+        }
+        TABLE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {TABLE}")
+
+
+if __name__ == "__main__":
+    main()
