@@ -3,7 +3,8 @@ its estimate from before a run starts (``raynas/data/cell_costs.json``, read by
 :mod:`raynas.cost`), and from which it sets the CPU actors' memory request.
 
     python benchmarks/cell_costs.py --space nb201 --cells 6 --write      # every built-in proxy
-    python benchmarks/cell_costs.py --space nb101 --cells 3 --skip te_nas,swap,vkdnw --write
+    python benchmarks/cell_costs.py --space nb101 --cells 8 --skip te_nas,swap,vkdnw --write
+    python benchmarks/cell_costs.py --markdown           # the table of docs/results.md, from the file
 
 Each proxy is measured in a fresh process of its own (``--one PROXY``), as an actor runs:
 the process's resident memory after its set-up (imports, probe batches, the space's tables)
@@ -75,6 +76,25 @@ def measure_one(space: str, proxy: str, cells: list[int]) -> dict:
             "max_seconds": max(seconds)}
 
 
+def markdown(table: dict) -> str:
+    """Per proxy: seconds and peak memory per cell in each space, and the whole NB201 space
+    on one core."""
+    spaces = table["spaces"]
+    nb201 = spaces.get("nb201", {}).get("proxies", {})
+    lines = ["| proxy | NB201 s / cell | NB201 peak MB | whole NB201, one core | NB101 s / cell | NB101 peak MB |",
+             "|---|---|---|---|---|---|"]
+    for name in sorted({*nb201, *spaces.get("nb101", {}).get("proxies", {})}):
+        cells = []
+        for space in ("nb201", "nb101"):
+            f = spaces.get(space, {}).get("proxies", {}).get(name)
+            cells.append(f"{f['seconds']:.2f} | {f['peak_mb']:,.0f}" if f else "– | –")
+            if space == "nb201":
+                cells.append(f"{f['seconds'] * 15625 / 3600:.1f} h" if f else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    bases = ", ".join(f"{s}: {v['base_mb']:.0f} MB, {v['measured']}" for s, v in spaces.items())
+    return "\n".join(lines) + f"\n\nBase of a scoring process (plus ~150 MB for a Ray worker): {bases}."
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="nb201", choices=["nb201", "nb101"])
@@ -82,8 +102,12 @@ def main() -> None:
     ap.add_argument("--proxies", default="all", help="proxy names (default: every built-in)")
     ap.add_argument("--skip", default="", help="proxies not to measure (too slow here)")
     ap.add_argument("--write", action="store_true", help=f"merge the figures into {TABLE.name}")
+    ap.add_argument("--markdown", action="store_true", help=f"print {TABLE.name} as a markdown table, measure nothing")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(TABLE.read_text())))
+        return
     cells = measured_cells(args.space, args.cells)
     if args.one:
         print(json.dumps(measure_one(args.space, args.one, cells)))

@@ -1,15 +1,8 @@
 """The GPU suite: one run, at most ``--budget-s`` seconds, every GPU figure raynas reports.
 
 On a GPU machine whose Python has a CUDA torch and no Ray (raynas from the checkout, never
-pip-installed there; Ray from ../shared/tools/device-kit; the pre-change package exported
-here first with ``git archive`` into the git-ignored ``.baseline/``):
-
-    git archive bda6610 raynas | (mkdir -p .baseline/bda6610 && tar -x -C .baseline/bda6610)
-    ../shared/tools/device-kit                       # .devicekit/site-cp312.tar.xz
-    # there, with .devicekit and .baseline carried:
-    mkdir -p /tmp/site && tar -xJf .devicekit/site-cp312.tar.xz -C /tmp/site && python3 -m compileall -q -j0 /tmp/site
-    PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH python benchmarks/gpu_suite.py \
-        --out $OUT/suite --baseline-dir .baseline/bda6610 --budget-s 480
+pip-installed there). How to run it on a lent machine — the device kit, the baseline
+package, the prepared command — is in ``benchmarks/README.md``.
 
 Phases, each skipped when the budget is spent, each adding to ``OUT/gpu_suite.json``:
 

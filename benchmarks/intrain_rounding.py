@@ -3,7 +3,7 @@
 o sums min(1, std(g)/max|g|) over gradient tensors. Some tensors' exact gradient is 0 (a BN
 bias in the last cell whose per-channel shift reaches the final train-mode BN unchanged), so
 their ratio is a ratio of rounding noise, and it moves with the arithmetic: between float32
-and float64 here, and between a CPU and a GPU (docs/results.md, "On an NVIDIA H100").
+and float64 here, and between a CPU and a GPU (docs/history.md, "On an NVIDIA H100").
 
     python benchmarks/intrain_rounding.py --cells 0,1
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU suite as one device command (docs/gpu.md). Prepare here first:
+# The GPU suite as one device command (benchmarks/README.md). Prepare here first:
 #   for ref in bda6610; do mkdir -p .baseline/$ref && git archive $ref raynas | tar -x -C .baseline/$ref; done
 #   ../shared/tools/device-kit
 # then run this on the GPU machine with carry [".devicekit", ".baseline"], e.g. timeout 560:

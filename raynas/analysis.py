@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import stats
 
+from raynas.results import ResultsDir
 from raynas.spaces.base import GroundTruth
 
 INTRAIN_ABLATIONS = ("gamma", "o", "intrain_additive", "intrain")
@@ -256,25 +257,27 @@ def report_notes(rows: Sequence[dict[str, object]], nan_policy: str = "worst", k
     return notes
 
 
-def scores_and_run(source: str | Path) -> tuple[pa.Table, dict]:
+def scores_and_run(source: str | Path | ResultsDir) -> tuple[pa.Table, dict]:
     """The rows and the run record of a results directory or of an exported table (whose
     record is in its metadata under ``raynas.run``; ``{}`` if it has none)."""
     import json
 
-    from raynas.results import load_results, read_run_config
+    from raynas.results import ResultsDir, read_run_config
 
-    path = Path(source)
-    if path.is_file():
-        table = pq.read_table(path)
-        try:
-            run = json.loads((table.schema.metadata or {}).get(b"raynas.run", b"{}") or b"{}")
-        except ValueError as err:
-            raise ValueError(f"{path}: its raynas.run metadata is not JSON ({err})") from None
-        return table, run
-    return load_results(source), read_run_config(source)
+    if not isinstance(source, ResultsDir):
+        path = Path(source)
+        if path.is_file():
+            table = pq.read_table(path)
+            try:
+                run = json.loads((table.schema.metadata or {}).get(b"raynas.run", b"{}") or b"{}")
+            except ValueError as err:
+                raise ValueError(f"{path}: its raynas.run metadata is not JSON ({err})") from None
+            return table, run
+        source = ResultsDir(source)
+    return source.load(), read_run_config(source)
 
 
-def correlation_report(results_dir: str | Path, nan_policy: str = "worst", ground_truth: str | Path | None = None,
+def correlation_report(results_dir: str | Path | ResultsDir, nan_policy: str = "worst", ground_truth: str | Path | None = None,
                        k: int = 10, accuracy_column: str | None = None,
                        ensembles: Iterable[str] = ()) -> list[dict[str, object]]:
     """The correlation table of a results directory (or an exported table) against its

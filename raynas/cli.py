@@ -147,12 +147,13 @@ def print_report(results: str, nan_policy: str = "worst", ground_truth: str | No
                  accuracy_column: str | None = None, ensembles: Sequence[str] = ()) -> None:
     """The correlation table of a results directory or an exported table, with its notes."""
     from raynas.analysis import correlation_report, format_table, report_notes
-    from raynas.results import scan_results
+    from raynas.results import ResultsDir
 
-    rows = correlation_report(results, nan_policy=nan_policy, ground_truth=ground_truth, k=k,
+    source = results if Path(results).is_file() else ResultsDir(results)  # one directory object: one scan
+    rows = correlation_report(source, nan_policy=nan_policy, ground_truth=ground_truth, k=k,
                               accuracy_column=accuracy_column, ensembles=list(ensembles))
-    if not Path(results).is_file():
-        print(_scan_summary(scan_results(results)))
+    if isinstance(source, ResultsDir):
+        print(_scan_summary(source.scan()))
     print(format_table(rows))
     for note in report_notes(rows, nan_policy, k, list(ensembles)):
         print(f"  {note}")
@@ -167,18 +168,15 @@ def _scan_summary(scan) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from raynas.results import quarantine, scan_results
+    from raynas.results import RUN_FILE, ResultsDir, quarantine
 
-    from raynas.storage import open_store
-
-    from raynas.results import RUN_FILE
-
-    out = open_store(args.results)
+    results = ResultsDir(args.results)
+    out = results.store
     if not out.entries():
         raise ValueError(f"{out} is empty or not a directory")
-    if not out.exists(RUN_FILE):
+    if results.run_record() is None:
         raise ValueError(f"{out} is not a raynas results directory (no {RUN_FILE}); `raynas score --out` makes one")
-    scan = scan_results(out)
+    scan = results.scan()
     print(_scan_summary(scan))
     for path, why in scan.rejected:
         print(f"  {path.name}: {why}")

@@ -74,7 +74,7 @@ def cell_cost(spec: ScoringSpec) -> CellCost | None:
     if not known:
         return None
     figures = [space["proxies"][n] for n in known]
-    # float64 (measured in float32): ~4x the time (docs/results.md), twice the bytes per value.
+    # float64 (measured in float32): ~4x the time (docs/history.md), twice the bytes per value.
     slower, wider = (4.0, 2.0) if spec.precision == "float64" else (1.0, 1.0)
     return CellCost(seconds=slower * sum(f["seconds"] for f in figures),
                     memory_mb=space["base_mb"] + RAY_WORKER_MB + wider * max(f["peak_mb"] for f in figures),

@@ -116,7 +116,7 @@ def parse_ensembles(texts: Iterable[str]) -> list[Ensemble]:
 
 
 # raynas' own: chosen on NB201 CIFAR-10 accuracies alone, among data-free columns, from every
-# combination listed in docs/ensembles/ (docs/results.md, "A training-free ensemble"), then
+# combination listed in docs/ensembles/ (docs/history.md, "A training-free ensemble"), then
 # reported unchanged everywhere else. Its columns come from
 # --proxies "intrain;mg=meco:probe=gaussian".
 RECOMMENDED = Ensemble(

@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raynas.atomic import atomic_target
-from raynas.results import load_results, read_run_config, scan_results
-from raynas.storage import open_store
+from raynas.results import ResultsDir, read_run_config
 
 SCORES_ENV_VAR = "RAYNAS_SCORES_DIR"
 
@@ -36,9 +35,10 @@ def export_results(out: str | Path, target: str | Path, require_complete: bool =
                    drop_columns: tuple[str, ...] = ()) -> Exported:
     from raynas.spaces import space_from_config
 
-    store = open_store(out)
-    run = read_run_config(store)
-    scan = scan_results(store)
+    results = ResultsDir(out)
+    store = results.store
+    run = read_run_config(results)
+    scan = results.scan()
     if scan.rejected:
         raise ValueError(f"{store}: {len(scan.rejected)} file(s) are not parts of this run "
                          f"(e.g. {scan.rejected[0][0].name}: {scan.rejected[0][1]}); `raynas check --quarantine` first")
@@ -47,7 +47,7 @@ def export_results(out: str | Path, target: str | Path, require_complete: bool =
         raise ValueError(f"{store}: cell {cell} is in {len(parts)} parts ({', '.join(p.name for p in parts)}); "
                          "resolve it (raynas check) before exporting")
     space = space_from_config(run["config"])
-    table = load_results(store).sort_by("index")
+    table = results.load()  # index-sorted; the scan above is not repeated (nothing changed)
     index = table.column("index").to_numpy()
     if len(index) and (index.min() < 0 or index.max() >= len(space)):
         raise ValueError(f"{store}: cells outside {space.name}'s 0..{len(space) - 1}")

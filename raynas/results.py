@@ -86,90 +86,182 @@ class PartScan:
                                                          for c, ps in self.duplicates.items())))
 
 
-def scan_results(out: str | Path | Store) -> PartScan:
-    """Check every visible file of ``out`` (names starting with ``.`` or ``_`` are raynas'
-    own): a part is accepted only if it is readable Parquet named ``part-*.parquet`` whose
-    recorded config is the run's (``_raynas_run.json``; a directory without one, such as
-    a benchmark's, accepts any readable part) and whose schema is that of the first one."""
-    store = open_store(out)
-    config = _run_record(store)["config"] if store.exists(RUN_FILE) else None
-    scan, schema = PartScan(), None
-    for entry in store.entries():
-        if entry.name.startswith((".", "_")):
-            continue
-        path = _ref(store, entry.name)
+@dataclass(frozen=True)
+class _PartFacts:
+    """What one file said when it was last read (kept until its stamp changes)."""
+
+    stamp: str
+    problem: str | None = None  # why no reader may use it, whatever the other files are
+    schema: pa.Schema | None = None  # without metadata
+    config: dict[str, Any] | None = None  # the config recorded in it (None: none)
+    cells: tuple[int, ...] = ()
+    statuses: tuple[str | None, ...] = ()
+
+
+class ResultsDir:
+    """One results directory — its store, its run record and what its parts hold — for
+    every reader: resume, a search's generations, report, export, check.
+
+    The scan is incremental: each :meth:`scan` lists the directory once and reads only the
+    files that are new or written again since (their listing stamp changed; one open per
+    file: schema, ``index`` and ``status`` together), so a run that scans before each
+    generation reads each part once. :meth:`load` keeps each part's table, so a search
+    reading its directory after every generation reads only the new parts."""
+
+    def __init__(self, out: str | Path | Store | ResultsDir):
+        self.store = out.store if isinstance(out, ResultsDir) else open_store(out)
+        self._facts: dict[str, _PartFacts] = {}
+        self._tables: dict[tuple[str, str, tuple[str, ...] | None], pa.Table] = {}
+        self._record: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        return str(self.store)
+
+    def run_record(self) -> dict[str, Any] | None:
+        """The run record (config, versions, column roles), or None where there is none
+        (e.g. a benchmark's folder). Read once it exists: it is created once, never changed."""
+        if self._record is None and self.store.exists(RUN_FILE):
+            self._record = _run_record(self.store)
+        return self._record
+
+    def run_config(self) -> dict[str, Any] | None:
+        record = self.run_record()
+        return record["config"] if record else None
+
+    def scan(self) -> PartScan:
+        """Check every visible file (names starting with ``.`` or ``_`` are raynas' own): a
+        part is accepted only if it is readable Parquet named ``part-*.parquet`` whose
+        recorded config is the run's (a directory without a run record, such as a
+        benchmark's, accepts any readable part) and whose schema is that of the first one."""
+        config = self.run_config()
+        facts: dict[str, _PartFacts] = {}
+        for entry in self.store.entries():
+            if entry.name.startswith((".", "_")):
+                continue
+            known = self._facts.get(entry.name)
+            fresh = known is not None and known.stamp == entry.stamp and entry.stamp
+            facts[entry.name] = known if fresh else self._read_facts(entry)
+        self._facts = facts
+        live = {(name, f.stamp) for name, f in facts.items()}
+        self._tables = {k: t for k, t in self._tables.items() if (k[0], k[1]) in live}
+        return self._judge(config)
+
+    def _read_facts(self, entry) -> _PartFacts:
         if entry.is_dir or not fnmatch.fnmatch(entry.name, PART_GLOB):
-            scan.rejected.append((path, "not a raynas part"))
-            continue
+            return _PartFacts(entry.stamp, problem="not a raynas part")
         try:
-            part_schema = store.read_schema(entry.name)
-            columns = ["index", "status"] if "status" in part_schema.names else ["index"]
-            table = store.read_table(entry.name, columns=columns)
-            cells = table.column("index").to_pylist()
-            statuses = table.column("status").to_pylist() if "status" in columns else [None] * len(cells)
+            handle = self.store.open_parquet(entry.name)
+            schema = handle.schema_arrow
+            columns = ["index", "status"] if "status" in schema.names else ["index"]
+            table = handle.read(columns=columns)
         except (pa.ArrowInvalid, OSError, KeyError) as exc:
-            scan.rejected.append((path, f"unreadable ({(str(exc).splitlines() or [type(exc).__name__])[0]})"))
-            continue
-        recorded = (part_schema.metadata or {}).get(b"raynas.config")
-        if config is not None and recorded is None:
-            scan.rejected.append((path, "no raynas config recorded (not written by raynas)"))
-            continue
-        if config is not None and json.loads(recorded) != config:
-            scan.rejected.append((path, "written with another scoring configuration"))
-            continue
-        if schema is not None and not part_schema.remove_metadata().equals(schema):
-            scan.rejected.append((path, "columns differ from the other parts"))
-            continue
-        schema = schema or part_schema.remove_metadata()
-        scan.accepted.append(path)
-        for cell, status in zip(cells, statuses):
-            is_error = status == STATUS_ERROR
-            if cell not in scan.row_of:
-                scan.row_of[cell] = path
-            else:
-                scan.duplicates.setdefault(cell, [scan.row_of[cell]]).append(path)
-                if cell not in scan.errors or is_error:
-                    continue
-                scan.row_of[cell] = path  # a row that is not an error wins over an error row
-            (scan.errors.add if is_error else scan.errors.discard)(cell)
-    scan.cells = set(scan.row_of)
-    return scan
+            return _PartFacts(entry.stamp, problem=f"unreadable ({(str(exc).splitlines() or [type(exc).__name__])[0]})")
+        recorded = (schema.metadata or {}).get(b"raynas.config")
+        cells = tuple(table.column("index").to_pylist())
+        statuses = tuple(table.column("status").to_pylist()) if "status" in columns else (None,) * len(cells)
+        return _PartFacts(entry.stamp, None, schema.remove_metadata(), json.loads(recorded) if recorded else None,
+                          cells, statuses)
+
+    def _judge(self, config: dict[str, Any] | None) -> PartScan:
+        """The scan from the facts alone (no I/O): which parts a reader uses, and each
+        cell's row."""
+        scan, schema = PartScan(), None
+        for name, facts in sorted(self._facts.items()):
+            path = _ref(self.store, name)
+            why = facts.problem
+            if why is None and config is not None and facts.config is None:
+                why = "no raynas config recorded (not written by raynas)"
+            elif why is None and config is not None and facts.config != config:
+                why = "written with another scoring configuration"
+            elif why is None and schema is not None and not facts.schema.equals(schema):
+                why = "columns differ from the other parts"
+            if why is not None:
+                scan.rejected.append((path, why))
+                continue
+            schema = schema or facts.schema
+            scan.accepted.append(path)
+            for cell, status in zip(facts.cells, facts.statuses):
+                is_error = status == STATUS_ERROR
+                if cell not in scan.row_of:
+                    scan.row_of[cell] = path
+                else:
+                    scan.duplicates.setdefault(cell, [scan.row_of[cell]]).append(path)
+                    if cell not in scan.errors or is_error:
+                        continue
+                    scan.row_of[cell] = path  # a row that is not an error wins over an error row
+                (scan.errors.add if is_error else scan.errors.discard)(cell)
+        scan.cells = set(scan.row_of)
+        return scan
+
+    def load(self, columns: Sequence[str] | None = None, log: logging.Logger | None = None) -> pa.Table:
+        """Every accepted row as one table, one row per cell, index-sorted (what is skipped
+        is logged as a warning). Each part's table is kept until the part changes."""
+        scan = self.scan()
+        scan.warn(log or logging.getLogger("raynas.results"))
+        if not scan.accepted:
+            return pa.table({})
+        wanted = tuple(columns) if columns else None
+        read = []
+        for path in scan.accepted:
+            key = (path.name, self._facts[path.name].stamp, wanted)
+            if key not in self._tables:
+                table = self.store.read_table(path.name, columns=list(wanted) if wanted else None)
+                self._tables[key] = table.replace_schema_metadata(None)
+            read.append(self._tables[key])
+        table = pa.concat_tables(read)
+        if "index" not in table.column_names:
+            return table
+        if scan.duplicates:  # keep the row the scan chose for each cell
+            parts = [p for p, t in zip(scan.accepted, read) for _ in range(t.num_rows)]
+            cells = table.column("index").to_pylist()
+            table = table.filter(pa.array([scan.row_of[c] == p for c, p in zip(cells, parts)]))
+        return table.sort_by("index")
 
 
-def scored_cells(out: str | Path | Store) -> set[int]:
+def scan_results(out: str | Path | Store | ResultsDir) -> PartScan:
+    """:meth:`ResultsDir.scan` of ``out`` (a folder, ``s3://…``, or a :class:`ResultsDir`)."""
+    return _as_results(out).scan()
+
+
+def _as_results(out: str | Path | Store | ResultsDir) -> ResultsDir:
+    return out if isinstance(out, ResultsDir) else ResultsDir(out)
+
+
+def scored_cells(out: str | Path | Store | ResultsDir) -> set[int]:
     """Cell indices already present in accepted parts (others are rescored, not counted)."""
-    return scan_results(out).cells
+    return _as_results(out).scan().cells
 
 
-def drop_replaced_rows(out: str | Path | Store, cells: Iterable[int], keep: Iterable[PurePath | str]) -> int:
+def drop_replaced_rows(out: str | Path | Store | ResultsDir, cells: Iterable[int],
+                       keep: Iterable[PurePath | str]) -> int:
     """After ``cells`` were rescored into the parts ``keep``: rewrite every other accepted
     part without its rows of those cells. Returns how many rows were dropped."""
     cells, keep = set(cells), {PurePosixPath(str(k)).name for k in keep}
-    store = open_store(out)
-    return _rewrite_without(store, scan_results(store), lambda cell, part, status: cell in cells and part.name not in keep)
+    return _rewrite_without(_as_results(out), lambda cell, part, status: cell in cells and part.name not in keep)
 
 
-def drop_superseded_error_rows(out: str | Path | Store) -> int:
+def drop_superseded_error_rows(out: str | Path | Store | ResultsDir) -> int:
     """Error rows of cells that another part holds a real row for (left by a retry that
     was killed before :func:`drop_replaced_rows`). Returns how many rows were dropped."""
-    store = open_store(out)
-    scan = scan_results(store)
+    results = _as_results(out)
+    scan = results.scan()
     superseded = {cell for cell in scan.duplicates if cell not in scan.errors}
-    return _rewrite_without(store, scan, lambda cell, part, status: (
+    return _rewrite_without(results, lambda cell, part, status: (
         status == STATUS_ERROR and cell in superseded and scan.row_of[cell] != part))
 
 
-def _rewrite_without(store: Store, scan: PartScan, drop) -> int:
+def _rewrite_without(results: ResultsDir, drop) -> int:
     """Rewrite each accepted part without the rows ``drop(cell, part, status)`` names (a
-    part left empty is removed). Each rewrite is atomic: a crash leaves at worst a duplicate, which
-    readers resolve, never a lost row."""
-    dropped = 0
-    for path in scan.accepted:
+    part left empty is removed); parts without such rows are not read. Each rewrite is
+    atomic: a crash leaves at worst a duplicate, which readers resolve, never a lost row."""
+    dropped, store = 0, results.store
+    for path in results.scan().accepted:
+        facts = results._facts[path.name]
+        if not any(drop(cell, path, status) for cell, status in zip(facts.cells, facts.statuses)):
+            continue
         table = store.read_table(path.name)
         statuses = table.column("status").to_pylist() if "status" in table.column_names else [None] * table.num_rows
         stays = [not drop(cell, path, status) for cell, status in zip(table.column("index").to_pylist(), statuses)]
-        if all(stays):
-            continue
         remaining = table.filter(pa.array(stays))
         dropped += table.num_rows - remaining.num_rows
         if remaining.num_rows:
@@ -228,11 +320,13 @@ def check_or_write_run_config(out: str | Path | Store, config: dict[str, Any], v
         )
 
 
-def read_run_config(out: str | Path | Store) -> dict[str, Any]:
-    store = open_store(out)
-    if not store.exists(RUN_FILE):
-        raise FileNotFoundError(f"{store} is not a raynas results directory (no {RUN_FILE})")
-    return _run_record(store)
+def read_run_config(out: str | Path | Store | ResultsDir) -> dict[str, Any]:
+    """The run record of a results directory; a one-line error if it has none."""
+    results = _as_results(out)
+    record = results.run_record()
+    if record is None:
+        raise FileNotFoundError(f"{results} is not a raynas results directory (no {RUN_FILE})")
+    return record
 
 
 def _run_record(store: Store) -> dict[str, Any]:
@@ -246,21 +340,8 @@ def _run_record(store: Store) -> dict[str, Any]:
     return record
 
 
-def load_results(out: str | Path | Store, columns: Sequence[str] | None = None,
+def load_results(out: str | Path | Store | ResultsDir, columns: Sequence[str] | None = None,
                  log: logging.Logger | None = None) -> pa.Table:
     """Every accepted row of a results directory (a folder or ``s3://…``) as one table, one
-    row per cell (see :func:`scan_results`; what is skipped is logged as a warning)."""
-    store = open_store(out)
-    scan = scan_results(store)
-    scan.warn(log or logging.getLogger("raynas.results"))
-    if not scan.accepted:
-        return pa.table({})
-    read = [store.read_table(p.name, columns=list(columns) if columns else None) for p in scan.accepted]
-    table = pa.concat_tables([t.replace_schema_metadata(None) for t in read])
-    if "index" not in table.column_names:
-        return table
-    if scan.duplicates:  # keep the row scan_results chose for each cell
-        parts = [p for p, t in zip(scan.accepted, read) for _ in range(t.num_rows)]
-        cells = table.column("index").to_pylist()
-        table = table.filter(pa.array([scan.row_of[c] == p for c, p in zip(cells, parts)]))
-    return table.sort_by("index")
+    row per cell (:meth:`ResultsDir.load`)."""
+    return _as_results(out).load(columns, log)

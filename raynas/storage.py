@@ -46,10 +46,21 @@ class StorageError(ValueError):
 
 @dataclass(frozen=True)
 class Entry:
-    """One name directly under the results directory."""
+    """One name directly under the results directory. ``stamp`` changes whenever the file
+    is written again (size and modification time, or the object's generation), so that a
+    reader can keep what it learnt from a file until then."""
 
     name: str
     is_dir: bool
+    stamp: str = ""
+
+
+def _stamp(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:  # gone since the listing: a stamp no reader has seen
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 class Store:
@@ -73,7 +84,9 @@ class Store:
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         raise NotImplementedError
 
-    def read_schema(self, name: str) -> pa.Schema:
+    def open_parquet(self, name: str) -> pq.ParquetFile:
+        """One Parquet file opened once: its schema and any of its columns from one handle
+        (one download where a backend must download it whole)."""
         raise NotImplementedError
 
     # -- writing -------------------------------------------------------------------------
@@ -126,7 +139,7 @@ class LocalStore(Store):
     def entries(self) -> list[Entry]:
         if not self.path.is_dir():
             return []
-        return [Entry(p.name, p.is_dir()) for p in sorted(self.path.iterdir())]
+        return [Entry(p.name, p.is_dir(), _stamp(p)) for p in sorted(self.path.iterdir())]
 
     def exists(self, name: str) -> bool:
         return (self.path / name).exists()
@@ -137,8 +150,8 @@ class LocalStore(Store):
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.path / name, columns=columns)
 
-    def read_schema(self, name: str) -> pa.Schema:
-        return pq.read_schema(self.path / name)
+    def open_parquet(self, name: str) -> pq.ParquetFile:
+        return pq.ParquetFile(self.path / name)
 
     def write_table(self, name: str, table: pa.Table) -> None:
         with atomic_target(self.path / name) as tmp:
@@ -218,7 +231,8 @@ class ObjectStore(Store):
 
     def entries(self) -> list[Entry]:
         selector = pafs.FileSelector(self.base, allow_not_found=True, recursive=False)
-        return sorted((Entry(PurePosixPath(info.path).name, info.type == pafs.FileType.Directory)
+        return sorted((Entry(PurePosixPath(info.path).name, info.type == pafs.FileType.Directory,
+                             f"{info.size}:{info.mtime_ns}")
                        for info in self.fs.get_file_info(selector)), key=lambda e: e.name)
 
     def exists(self, name: str) -> bool:
@@ -231,8 +245,8 @@ class ObjectStore(Store):
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self._key(name), filesystem=self.fs, columns=columns)
 
-    def read_schema(self, name: str) -> pa.Schema:
-        return pq.read_schema(self._key(name), filesystem=self.fs)
+    def open_parquet(self, name: str) -> pq.ParquetFile:
+        return pq.ParquetFile(self.fs.open_input_file(self._key(name)))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         # One object, written by one upload: invisible to readers until it completes.
@@ -347,7 +361,8 @@ class GCSStore(Store):
 
     def entries(self) -> list[Entry]:
         listing = self.bucket.client.list_blobs(self.bucket_name, prefix=self._key(""), delimiter="/")
-        files = [Entry(PurePosixPath(blob.name).name, False) for blob in listing]  # pages first, then prefixes
+        files = [Entry(PurePosixPath(blob.name).name, False, f"{blob.size}:{blob.generation}")  # pages first, then prefixes
+                 for blob in listing]
         folders = [Entry(PurePosixPath(p).name, True) for p in listing.prefixes]
         return sorted(files + folders, key=lambda e: e.name)
 
@@ -365,8 +380,8 @@ class GCSStore(Store):
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(pa.BufferReader(self.read_bytes(name)), columns=columns)
 
-    def read_schema(self, name: str) -> pa.Schema:
-        return pq.read_schema(pa.BufferReader(self.read_bytes(name)))
+    def open_parquet(self, name: str) -> pq.ParquetFile:
+        return pq.ParquetFile(pa.BufferReader(self.read_bytes(name)))  # GCS: one download for all of it
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self._blob(name).upload_from_string(data)

@@ -16,6 +16,37 @@ if "RAYNAS_DATA_DIR" not in os.environ and SHARED.is_dir():
 
 
 @pytest.fixture(scope="session")
+def _ray_for_the_session():
+    """Shuts down, at the end, the Ray that :func:`local_ray` started."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(_ray_for_the_session):
+    """One local Ray for every test that can share it (started by the first, kept for the
+    rest; starting one costs seconds on a loaded machine). A test that needs a Ray of its
+    own (a runtime env, a multi-node cluster) shuts this one down first
+    (:func:`own_ray`)."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+
+
+def own_ray() -> None:
+    """Before a test starts a Ray of its own: none may be running in this process."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     root = Path(os.environ.get("RAYNAS_DATA_DIR", SHARED))
     if not (root / "nb201" / "ground_truth.parquet").is_file():

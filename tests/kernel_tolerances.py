@@ -1,6 +1,6 @@
 """How far each component may move between two float32 scorings of a cell that differ only in
 the arithmetic (convolution kernel, thread count, machine), and why: the tolerances that the
-reproducibility and reference tests share. docs/results.md ("Where kernels differ") has the
+reproducibility and reference tests share. docs/history.md ("Where kernels differ") has the
 measurements (``benchmarks/kernel_agreement.py``, ``benchmarks/kernel_trace.py``).
 
 Two mechanisms, found layer by layer:
@@ -28,7 +28,7 @@ FLIPS = "ReLU inputs within rounding of 0 flip between kernels (a property of th
 EXACT = "integer-valued or float64 throughout"
 
 # component -> (largest relative difference allowed, cause); components not listed: DEFAULT.
-# Measured (10 NB201 + 2 NB101 cells; docs/results.md): the largest of either space.
+# Measured (10 NB201 + 2 NB101 cells; docs/history.md): the largest of either space.
 FLOAT32 = {
     "L": (0.0, EXACT), "o_zero_tensors": (0.0, EXACT), "gradalign_classes": (0.0, EXACT),
     "params": (0.0, EXACT), "flops": (0.0, EXACT),
@@ -45,7 +45,7 @@ FLOAT32 = {
     "grasp": (1.0, FLIPS + "; GraSP sums signed Hessian-gradient terms that nearly cancel "
                            "(7.5e-2 between thread counts on NB101): it has no reproducible digits beyond the first"),
     "zico": (1e-1, FLIPS + "; ZiCo's mean/σ over two batches amplifies them where the batches nearly agree"),  # 2.9e-3
-    # The field's proxies (10 NB201 cells, 0:15625:1563; docs/results.md)
+    # The field's proxies (10 NB201 cells, 0:15625:1563; docs/history.md)
     "az_expressivity": (1e-6, ROUNDING),  # 8.5e-8
     "az_progressivity": (1e-3, ROUNDING + "; a difference of two entropies"),  # 3.1e-5
     "az_trainability": (1e-2, FLIPS),  # 1.0e-4

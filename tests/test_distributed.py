@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
 from raynas.distributed.driver import RunOptions, run_scoring  # noqa: E402
 from raynas.results import RunConfigMismatch, load_results, read_run_config  # noqa: E402
@@ -19,14 +20,6 @@ from raynas.scoring import CellScorer  # noqa: E402
 
 CHEAP = "intrain:batch_size=8,resolution=16;params"
 SLOWER = "intrain:batch_size=16,resolution=32;params"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def unique_indices(out: Path) -> tuple[list[int], set[int]]:
@@ -169,6 +162,7 @@ def test_killed_actor_is_restarted_and_run_completes(local_ray, tmp_path):
     assert len(idx) == 40 and unique == set(range(40))
 
 
+@pytest.mark.e2e
 def test_killed_driver_resumes_exactly_once(tmp_path):
     out = tmp_path / "driver"
     cmd = [sys.executable, "-m", "raynas.cli", "score", "nb201", "--proxies", SLOWER, "--out", str(out),
@@ -197,6 +191,7 @@ def test_killed_driver_resumes_exactly_once(tmp_path):
         assert rows[row["index"]]["intrain"] == row["intrain"] or row["status"] != "ok"
 
 
+@pytest.mark.e2e
 def test_cli_prints_per_cell_progress_and_no_ray_chatter(tmp_path):
     """One shard of 6 cells: progress lines count cells before the shard's part is
     committed; Ray's start-up and execution lines stay in its logs."""

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,7 +10,7 @@ It was computed on another CPU, so each component may differ by what two float32
 kernels give (``tests/kernel_tolerances.py``, each tolerance with its cause); InTrain's o
 (with its product) also moves by the rounding noise the thresholds now remove (without
 them, a tensor whose exact gradient is zero adds an arbitrary ratio in [0, 1]: ≤ 3.5e-3
-relative between kernels, docs/results.md), which its tolerance of 1e-1 covers. GradAlign's per-sample gradients are fp32 in
+relative between kernels, docs/history.md), which its tolerance of 1e-1 covers. GradAlign's per-sample gradients are fp32 in
 another order than the reference's vmap: on NB101 a batched convolution's rounding depends
 on the batch it runs in, and per-sample BN on deep 8×8 maps amplifies it (GA-I ~4e-5). The
 second test shows that the reduction itself is unchanged: vmap given the old grouping (one

@@ -9,8 +9,10 @@ import time
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from conftest import own_ray  # noqa: E402
 from raynas.distributed.driver import RunOptions, run_scoring  # noqa: E402
 from raynas.results import load_results, scan_results  # noqa: E402
 from raynas.scoring import CellScorer  # noqa: E402
@@ -46,6 +48,7 @@ def test_a_worker_node_lost_mid_run_loses_and_duplicates_nothing(cluster, tmp_pa
     doomed = cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
+    own_ray()
     ray.init(address=cluster.address)
     out = tmp_path / "lost"
     removed = []
@@ -73,6 +76,7 @@ def test_a_node_that_joins_mid_run_takes_work(cluster, tmp_path):
     grows onto a node that joins while it scores."""
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
+    own_ray()
     ray.init(address=cluster.address)
     out = tmp_path / "joined"
     result = {}

@@ -5,6 +5,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 
 def test_an_unguarded_script_runs_once_and_finishes(tmp_path):
     marker = tmp_path / "ran.txt"

@@ -14,6 +14,8 @@ from raynas.results import check_or_write_run_config, part_name, write_part_atom
 from raynas.rows import row_schema, rows_to_table
 from raynas.scoring import CellScorer
 
+pytestmark = pytest.mark.e2e  # the notebook runs in a kernel of its own
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "analysis.ipynb"
 

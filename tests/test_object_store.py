@@ -184,6 +184,8 @@ def test_parts_and_readers_on_object_storage(endpoint):
     assert open_store(uri).exists("_quarantine/notes.txt") and not open_store(uri).exists("notes.txt")
 
 
+@pytest.mark.ray
+@pytest.mark.e2e
 def test_score_kill_resume_report_on_object_storage(endpoint, tmp_path):
     scheme, endpoint_env = endpoint
     uri = f"{scheme}://bkt/run"

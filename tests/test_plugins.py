@@ -60,6 +60,7 @@ def test_bad_plugin_requests_name_what_is_wrong(plugin_site, request_, message):
         parse_proxy(request_)
 
 
+@pytest.mark.ray
 def test_a_worker_without_the_plugin_fails_naming_the_module(plugin_site, tmp_path):
     from raynas.distributed.actor import ShardScorer, WorkerSetupError
     from raynas.spec import ScoringSpec
@@ -90,6 +91,7 @@ def _chain_ground_truth(path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["import path", "entry point"])
+@pytest.mark.ray
 def test_plugins_scored_through_the_cli_and_reported(plugin_site, tmp_path, how):
     space, proxy = ("chain_space.SPACE", "input_sensitivity.PROXY") if how == "import path" else ("chains", "sensitivity")
     out = tmp_path / "chains"

@@ -14,7 +14,7 @@ from raynas.results import (check_or_write_run_config, load_results, part_name, 
                             write_part_atomic)
 from raynas.rows import row_schema, rows_to_table
 from raynas.scoring import CellScorer
-
+from raynas.storage import LocalStore
 
 
 def write_run(out: Path, cells: list[int], proxies: str = "params;flops", record: bool = True) -> str:
@@ -146,3 +146,41 @@ def test_check_says_when_a_folder_is_not_a_results_directory(tmp_path, capsys):
     assert main(["check", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is not a raynas results directory (no _raynas_run.json)" in err and len(err.strip().splitlines()) == 1
+
+
+class CountingStore(LocalStore):
+    """A local store that counts the files it opens (issue 23: one results-directory object
+    with an incremental scan, instead of a full re-read by every reader)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.opened, self.read = [], []
+
+    def open_parquet(self, name):
+        self.opened.append(name)
+        return super().open_parquet(name)
+
+    def read_table(self, name, columns=None):
+        self.read.append(name)
+        return super().read_table(name, columns)
+
+
+def test_the_scan_reads_only_new_or_rewritten_parts(run):
+    from raynas.results import ResultsDir, drop_replaced_rows
+
+    store = CountingStore(run)
+    results = ResultsDir(store)
+    assert results.scan().cells == set(range(32)) and len(store.opened) == 2
+    assert results.scan().cells == set(range(32)) and len(store.opened) == 2  # nothing new: nothing opened
+    new = write_run(run, [40, 41])
+    assert results.scan().cells == set(range(32)) | {40, 41} and store.opened[2:] == [new]
+    # A search reading the directory after each generation reads each part's table once.
+    assert results.load(columns=["index", "params"]).num_rows == 34 and len(store.read) == 3
+    assert results.load(columns=["index", "params"]).num_rows == 34 and len(store.read) == 3
+    # A part written again (here: without a row) is read again, and only it.
+    first = part_name(list(range(0, 16)))
+    assert drop_replaced_rows(results, [3], keep=[new]) == 1
+    assert store.read[3:] == [first]  # only the part holding cell 3 was read to be rewritten
+    opened = len(store.opened)
+    assert results.scan().cells == (set(range(32)) | {40, 41}) - {3} and store.opened[opened:] == [first]
+    assert results.load(columns=["index", "params"]).num_rows == 33 and store.read[4:] == [first]

@@ -120,6 +120,8 @@ def test_lookup_from_an_exported_file_and_load_scores(tmp_path, monkeypatch, cap
     assert pq.read_table(tmp_path / "h.parquet").num_rows == 1000
 
 
+@pytest.mark.ray
+@pytest.mark.e2e
 def test_a_search_scored_through_ray_resumes_without_rescoring(tmp_path):
     out = tmp_path / "search"
     cmd = [sys.executable, "-m", "raynas.cli", "search", "nb201", "--strategy", "evolution", "--fitness",

@@ -5,7 +5,9 @@ four actor restarts and pages of Ray traceback (issue 10, item 3)."""
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
+from conftest import own_ray  # noqa: E402
 from raynas.cli import main  # noqa: E402
 
 
@@ -28,6 +30,7 @@ def test_a_worker_that_cannot_start_stops_the_run_with_its_cause(tmp_path, capsy
     empty = tmp_path / "empty-data"
     empty.mkdir()
     # The workers: another RAYNAS_DATA_DIR, so they fall back to the shipped probe file.
+    own_ray()
     ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"RAYNAS_DATA_DIR": str(empty)}})
     try:

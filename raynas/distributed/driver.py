@@ -20,8 +20,8 @@ from raynas.cost import CellCost, cell_cost
 from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.lock import acquire_lock
 from raynas.precision import DEFAULT_PRECISION
-from raynas.results import (check_or_write_run_config, clean_temporaries, drop_replaced_rows,
-                            drop_superseded_error_rows, scan_results)
+from raynas.results import (ResultsDir, check_or_write_run_config, clean_temporaries, drop_replaced_rows,
+                            drop_superseded_error_rows)
 from raynas.spaces import SearchSpace, get_space
 from raynas.spec import ScoringSpec
 from raynas.lock import Lease
@@ -260,6 +260,7 @@ class ScoringSession:
         self.spec = opts.spec()
         self.config = self.spec.config()
         self.out = open_store(opts.out)
+        self.results = ResultsDir(self.out)  # scanned before each scoring, incrementally
         self.lease: Lease | None = None
         self._actors: list | None = None
         self._plan: ActorPlan | None = None
@@ -272,7 +273,7 @@ class ScoringSession:
             check_or_write_run_config(self.out, self.config, _versions(), columns=self.spec.column_roles())
             if removed := clean_temporaries(self.out):
                 self.opts.log.info("removed %d unfinished temporary file(s) of an interrupted run", removed)
-            if self.opts.retry_errors and (healed := drop_superseded_error_rows(self.out)):
+            if self.opts.retry_errors and (healed := drop_superseded_error_rows(self.results)):
                 self.opts.log.warning("dropped %d error row(s) an interrupted retry had already replaced", healed)
         except BaseException:
             self.lease.release()
@@ -288,14 +289,16 @@ class ScoringSession:
             self._actors = None
         self.lease.release()
 
-    def score(self, cells: Sequence[int | str], shard_size: int | None = None) -> RunSummary:
-        """Score those of ``cells`` not yet in the directory (``shard_size``: cells per part)."""
+    def score(self, cells: Sequence[int], shard_size: int | None = None) -> RunSummary:
+        """Score those of ``cells`` not yet in the directory (``shard_size``: cells per part).
+        ``cells``: indices, as :func:`select_cells` gives them or a search draws them
+        (parsed once, by whoever chose them)."""
         import time
 
         start = time.monotonic()
         opts, out = self.opts, self.out
-        selection = select_cells(self.spec.space, cells, None)
-        scan = scan_results(out)
+        selection = list(cells)
+        scan = self.results.scan()
         selected = set(selection)
         errors = scan.errors & selected
         done = scan.cells - errors if opts.retry_errors else scan.cells
@@ -312,7 +315,7 @@ class ScoringSession:
 
         written, progress, plan = self._execute(todo, already, shard_size or opts.shard_size)
         if opts.retry_errors and errors:
-            drop_replaced_rows(out, errors, keep=written)
+            drop_replaced_rows(self.results, errors, keep=written)
         return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors,
                           plan.device, plan.actors, time.monotonic() - start, kept)
 

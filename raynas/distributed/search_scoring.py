@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 
 from raynas.distributed.driver import ScoringSession
-from raynas.results import load_results
 from raynas.search import Evaluator
 
 
@@ -28,7 +27,7 @@ class RayEvaluator(Evaluator):
             shard = self.session.opts.shard_size or max(1, math.ceil(len(wanted) / 8))
             summary = self.session.score(wanted, shard_size=shard)
             self.scored_here += summary.scored
-            table = load_results(self.session.out, columns=["index", *self.columns])
+            table = self.session.results.load(columns=["index", *self.columns])  # only new parts are read
             missing = [c for c in self.columns if c not in table.column_names]
             if missing:
                 raise ValueError(f"the results in {self.session.out} have no column {missing[0]!r}")

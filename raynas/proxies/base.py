@@ -53,7 +53,7 @@ class ProxyDef:
     ``compute(model, batch, options, ctx) -> {component: float}`` must return every name in
     ``components``. Components listed in ``diagnostics`` describe the computation (a layer
     count, a number of classes) and are not scores; the rest are scores, and
-    ``higher_is_better`` says which way they rank (set from measurement, docs/results.md;
+    ``higher_is_better`` says which way they rank (set from measurement, docs/history.md;
     analysis and the report read it). ``headline`` is the score that stands for the proxy.
     ``probe(options)`` says which batch it needs. ``structural`` proxies depend on the
     architecture alone (still defined for degenerate cells). ``per_sample_grads`` /

@@ -14,7 +14,7 @@ per-channel constant a later BN removes has an exact per-sample gradient of zero
 floating point it holds rounding noise, whose signs are coin flips. ``noise_tol`` > 0 makes
 a tensor whose per-sample max|g| is at most ``noise_tol`` times that sample's largest |g|
 count as zero for that sample. It is off by default because measurement found no gap to
-put it in and no gain (docs/results.md, "Rounding noise in gradients"): over 20 NB201
+put it in and no gain (docs/history.md, "Rounding noise in gradients"): over 20 NB201
 cells the noise reaches 1.7e-7 of a sample's largest |g| while real tensors go down to
 1e-12, and at 1e-10, 1e-8 or 1e-6 GA-I moves between two convolution kernels by as much
 as without it (9e-5 to 1.6e-4): what moves GA-I is ReLU inputs within rounding of 0, which
@@ -50,7 +50,7 @@ NOISE_TOL = 0.0  # off: measured no gap and no gain (module doc)
 class GradAlignOptions:
     batch_size: int = 128
     # OPEN: per_sample = train-mode BN on each sample alone (as a batch-1 loop would do);
-    # eval = BN with its initial running statistics. Measured in docs/results.md.
+    # eval = BN with its initial running statistics. Measured in docs/history.md.
     bn: str = "per_sample"
     # Working memory for the per-sample gradients: whole classes go through in as few
     # passes as fit (one on NB201). How samples are grouped into passes moves fp32
@@ -312,7 +312,7 @@ class SignStream:
 def block_width(rows: int, device: torch.device, memory_mb: float) -> int:
     """Columns per block: on a CPU :data:`CPU_BLOCK_BYTES`, small enough that the signs and
     sums of a block read it from cache, large enough that blocks cost few calls (measured
-    in docs/results.md); on a GPU, where each block costs kernel launches, a quarter of the
+    in docs/history.md); on a GPU, where each block costs kernel launches, a quarter of the
     memory budget."""
     budget = CPU_BLOCK_BYTES if device.type == "cpu" else memory_mb * 2**20 / 4
     return max(1, int(budget) // (4 * rows))

@@ -3,7 +3,7 @@
 γ = Σ_ℓ log PR_ℓ over layer activations (participation ratio of the channel covariance),
 o = Σ_i min(1, std(g_i) / max|g_i|) over parameter gradients, from one forward and one
 backward on a Gaussian batch with random labels, BN in train mode.
-Spec and open choices: ``shared/docs/seed-proxies.md``; measured choices: docs/results.md.
+Spec and open choices: ``shared/docs/seed-proxies.md``; measured choices: docs/history.md.
 
 Rounding noise (``noise_tol``): some tensors' exact gradient is zero — a BN shift whose
 per-channel constant a later train-mode BN removes — and in floating point they hold
@@ -13,7 +13,7 @@ convolution kernel, the thread count and the device. A tensor whose max|g| is at
 is counted in ``o_zero_tensors``. ``benchmarks/gradient_noise.py`` finds no clean gap on
 NB201 (noise up to 3.8e-8 of the largest |g|, real tensors down to 1e-12, whose ratios
 float32 does not reproduce either); the default 1e-6 is 26x above that noise and 49x below
-NB101's smallest gradient, and was chosen by what it does between kernels (docs/results.md,
+NB101's smallest gradient, and was chosen by what it does between kernels (docs/history.md,
 "Rounding noise in gradients"). ``noise_tol=0`` is the definition before it (only exact
 zeros count as zero).
 """
@@ -33,13 +33,13 @@ from raynas.proxies.segments import concat_segments, segment_sum
 
 LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
 GRAD_PARAMS = ("multi_element", "all", "weights")
-NOISE_TOL = 1e-6  # measured: docs/results.md, "Rounding noise in gradients"
+NOISE_TOL = 1e-6  # measured: docs/history.md, "Rounding noise in gradients"
 
 
 @dataclass(frozen=True)
 class InTrainOptions:
     batch_size: int = 64
-    resolution: int = 32  # paper: 64 (OPEN); 32 measured better, see docs/results.md
+    resolution: int = 32  # paper: 64 (OPEN); 32 measured better, see docs/history.md
     layers: str = "conv_linear"  # which module outputs enter γ: conv_linear | conv
     grad_params: str = "multi_element"  # which tensors enter o: multi_element | all | weights
     eps: float = 1e-10  # ridge added to each covariance

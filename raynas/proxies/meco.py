@@ -20,7 +20,7 @@ Departures, and why:
   affine-free BN and biased convolutions, which a channel correlation cannot see), but
   foresight wraps the stem, each ReLU-Conv-BN op, each pooling op and each stage in one
   more module, so those outputs are counted once more there. The scores are therefore not
-  numerically the official ones; their ranking is compared in docs/results.md.
+  numerically the official ones; their ranking is compared in docs/history.md.
 * ``none`` edges are not run (the benchmark network skips them); the official ``Zero`` op's
   all-zero output gives a zero matrix whose smallest eigenvalue, 0, adds nothing.
 * eigenvalues by ``eigvalsh`` in float64 (the matrix is symmetric; the official complex

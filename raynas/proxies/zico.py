@@ -8,7 +8,7 @@ gradients a, b of an element, which is unbounded where they nearly coincide: the
 ratio is a ratio of rounding differences, and its tail decides S (ZiCo moved by 1.3e-2
 between two CPU convolution kernels, 3e-3 between thread counts). The official code skips
 elements with σ = 0; raynas skips those with σ ≤ ``noise_tol`` · mean|g| as well (σ is zero
-to that precision), measured in docs/results.md; ``noise_tol=0`` is the official rule.
+to that precision), measured in docs/history.md; ``noise_tol=0`` is the official rule.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from raynas.proxies.layers import weight_layers, with_zeros_for_unused
 from raynas.proxies.segments import concat_segments, segment_sum
 
 
-NOISE_TOL = 1e-3  # measured: docs/results.md, "Rounding noise in gradients"
+NOISE_TOL = 1e-3  # measured: docs/history.md, "Rounding noise in gradients"
 
 
 @dataclass(frozen=True)

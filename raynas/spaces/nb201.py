@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from raynas.spaces.base import GroundTruth, check_index
+from raynas.spaces.nb201_cell import EDGES, OPS
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from torch import nn
 
-OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-# (target node, source node) for the six edges, in arch-string order.
-EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NUM_CELLS = 15_625
 # Accuracy column of each dataset in the NB201 accuracy table (test accuracy, 200 epochs).
 ACCURACY_OF = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_120_test"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from raynas.spaces.nb201 import EDGES
+from raynas.spaces.nb201_cell import EDGES
 
 
 class ReLUConvBN(nn.Sequential):
