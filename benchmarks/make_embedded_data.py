@@ -46,6 +46,8 @@ def main() -> None:
 
     (PACKAGE_DATA / "nb101").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "nb101/accuracy_sample5000.parquet", PACKAGE_DATA / "nb101/accuracy_sample5000.parquet")
+    (PACKAGE_DATA / "nb_macro").mkdir(exist_ok=True)
+    shutil.copyfile(src / "macro/ground_truth_cifar10.parquet", PACKAGE_DATA / "nb_macro/ground_truth_cifar10.parquet")
 
     for dataset in ("cifar10", "cifar100"):
         with np.load(src / f"cifar/{dataset}_probe.npz") as archive:

@@ -46,6 +46,8 @@ def cell_pool(space: str, pool: str) -> np.ndarray:
         from raynas.spaces.nb101 import load_ground_truth_table
 
         return np.asarray(load_ground_truth_table().column("index"))
+    if space == "nb_macro":
+        return np.arange(6_561)
     if pool == "naslib":
         table = pq.read_table(data_file("nb201/peer_scores_naslib_subset.parquet"), columns=["dataset", "index"])
         return np.unique(np.asarray(table.column("index")))
@@ -62,7 +64,7 @@ def sample_cells(space: str, n: int, sample_seed: int, pool: str = "all", subsam
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--space", default="nb201", choices=["nb201", "nb101"])
+    ap.add_argument("--space", default="nb201", choices=["nb201", "nb101", "nb_macro"])
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--first", type=int, default=None, help="score only the K lowest-index cells of the sample")

@@ -1,6 +1,6 @@
 """Search spaces by name. Spaces are created on request; nothing registers itself on import.
 
-A name is a built-in (``nb201``, ``nb101``), else an entry point of an installed package
+A name is a built-in (``nb201``, ``nb101``, ``nb_macro``), else an entry point of an installed package
 (group ``raynas.spaces``), else an import path to a space object, or to a class or function
 that makes one without arguments (``my_pkg.spaces.TINY``).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from raynas.spaces.base import GroundTruth, SearchSpace
 
-SPACE_NAMES = ("nb201", "nb101")
+SPACE_NAMES = ("nb201", "nb101", "nb_macro")
 
 
 def get_space(name: str | SearchSpace) -> SearchSpace:
@@ -33,6 +33,10 @@ def find_space(name: str | SearchSpace) -> tuple[SearchSpace, dict | None]:
         from raynas.spaces.nb101 import NB101Space
 
         return NB101Space(), None
+    if key in ("nbmacro", "nasbenchmacro"):
+        from raynas.spaces.nb_macro import NBMacroSpace
+
+        return NBMacroSpace(), None
     obj, source = find_plugin(SPACE_GROUP, name, "search space", list(SPACE_NAMES), "my_pkg.spaces.SPACE")
     return _as_space(obj, name), source
 
