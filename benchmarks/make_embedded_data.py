@@ -48,6 +48,10 @@ def main() -> None:
     shutil.copyfile(src / "nb101/accuracy_sample5000.parquet", PACKAGE_DATA / "nb101/accuracy_sample5000.parquet")
     (PACKAGE_DATA / "nb_macro").mkdir(exist_ok=True)
     shutil.copyfile(src / "macro/ground_truth_cifar10.parquet", PACKAGE_DATA / "nb_macro/ground_truth_cifar10.parquet")
+    # DARTS: the 725 genotypes' NAS-Bench-301 accuracy, params and FLOPs (not the peers' proxy scores).
+    (PACKAGE_DATA / "darts").mkdir(exist_ok=True)
+    darts = pq.read_table(src / "nb301/peer_scores_suite_zero.parquet", columns=["arch", "val_accuracy", "params", "flops"])
+    pq.write_table(darts.replace_schema_metadata(None), PACKAGE_DATA / "darts/nb301_suite_zero.parquet", compression="zstd")
 
     for dataset in ("cifar10", "cifar100"):
         with np.load(src / f"cifar/{dataset}_probe.npz") as archive:

@@ -73,13 +73,22 @@ class RunSummary:
     error_rows_kept: int = 0  # error rows of earlier runs in the selection, not retried
 
 
+WHOLE_SPACE_MAX = 10_000_000  # more cells than any run could score: a space this large needs a selection
+
+
 def select_cells(space_name: str | SearchSpace, cells: Sequence[int | str] | None, limit: int | None) -> list[int]:
+    """The cells a run scores, as indices: ``cells`` (indices or the space's strings), else
+    the whole space; the first ``limit`` of them."""
     space = get_space(space_name)
-    chosen = list(range(len(space))) if cells is None else [space.index_of(c) for c in cells]
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be positive, got {limit}")
-        chosen = chosen[:limit]
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be positive, got {limit}")
+    if cells is None:
+        if limit is None and len(space) > WHOLE_SPACE_MAX:
+            raise ValueError(f"{space.name} has {len(space):.3g} cells, too many to score whole; choose some with "
+                             "--cells, --sample (cells with a known accuracy) or --limit")
+        chosen = list(range(len(space) if limit is None else min(limit, len(space))))
+    else:
+        chosen = [space.index_of(c) for c in cells][:limit]
     if len(set(chosen)) != len(chosen):
         raise ValueError("the cell selection names some cells twice")
     if not chosen:

@@ -1,6 +1,6 @@
 """Search spaces by name. Spaces are created on request; nothing registers itself on import.
 
-A name is a built-in (``nb201``, ``nb101``, ``nb_macro``), else an entry point of an installed package
+A name is a built-in (``nb201``, ``nb101``, ``nb_macro``, ``darts``), else an entry point of an installed package
 (group ``raynas.spaces``), else an import path to a space object, or to a class or function
 that makes one without arguments (``my_pkg.spaces.TINY``).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from raynas.spaces.base import GroundTruth, SearchSpace
 
-SPACE_NAMES = ("nb201", "nb101", "nb_macro")
+SPACE_NAMES = ("nb201", "nb101", "nb_macro", "darts")
 
 
 def get_space(name: str | SearchSpace) -> SearchSpace:
@@ -37,6 +37,10 @@ def find_space(name: str | SearchSpace) -> tuple[SearchSpace, dict | None]:
         from raynas.spaces.nb_macro import NBMacroSpace
 
         return NBMacroSpace(), None
+    if key in ("darts", "nb301", "nasbench301"):
+        from raynas.spaces.darts import DartsSpace
+
+        return DartsSpace(), None
     obj, source = find_plugin(SPACE_GROUP, name, "search space", list(SPACE_NAMES), "my_pkg.spaces.SPACE")
     return _as_space(obj, name), source
 

@@ -1,0 +1,82 @@
+"""The DARTS / NAS-Bench-301 space (issue 24): compact arch strings that round-trip, an index
+over the whole space within int64, mutation, and networks whose parameter counts are
+NAS-Bench-Suite-Zero's for all 725 of its genotypes."""
+
+import ast
+
+import numpy as np
+import pytest
+import torch
+
+from raynas.spaces import get_space
+from raynas.spaces.darts import CELLS_PER_KIND, NUM_CELLS, canonical
+from raynas.spaces.darts_network import DartsNetwork
+
+SPACE = get_space("darts")
+
+
+def test_the_index_covers_the_space_within_int64():
+    assert CELLS_PER_KIND == 1_037_664_180 and NUM_CELLS == CELLS_PER_KIND**2 < 2**63
+    rng = np.random.default_rng(0)
+    for index in [0, 1, CELLS_PER_KIND, NUM_CELLS - 1, *map(int, rng.integers(0, NUM_CELLS, 200, dtype=np.int64))]:
+        assert SPACE.index_of(SPACE.arch_str(index)) == index
+
+
+def test_a_node_s_two_pairs_in_either_order_are_one_cell():
+    table = SPACE.ground_truth().table
+    arch = table.column("arch")[0].as_py()
+    normal, reduce = ast.literal_eval(arch)
+    swapped = [[normal[1], normal[0], *normal[2:]], reduce]
+    assert SPACE.index_of(str(swapped)) == SPACE.index_of(arch)
+    assert SPACE.arch_str(SPACE.index_of(arch)) == str([list(canonical(tuple(map(tuple, c)))) for c in (normal, reduce)])
+
+
+@pytest.mark.parametrize("bad", [
+    "[[(0, 0)], []]",                                            # too few pairs
+    str([[(0, 0), (0, 1)] * 4, [(0, 0), (1, 0)] * 4]),           # node 0 reads input 0 twice
+    str([[(0, 0), (2, 0)] + [(0, 0), (1, 0)] * 3, [(0, 0), (1, 0)] * 4]),  # node 0 cannot read node 0
+    str([[(0, 7), (1, 0)] * 4, [(0, 0), (1, 0)] * 4]),           # no op 7
+    "not a list", "__import__('os')",
+])
+def test_malformed_arch_strings_name_the_string(bad):
+    with pytest.raises(ValueError, match="malformed DARTS arch"):
+        SPACE.index_of(bad)
+
+
+def test_mutation_changes_one_pair_and_stays_in_the_space():
+    rng = np.random.default_rng(3)
+    for index in map(int, rng.integers(0, NUM_CELLS, 100, dtype=np.int64)):
+        child = SPACE.mutate(index, rng)
+        nodes = [[{*cell[2 * k: 2 * k + 2]} for cell in SPACE.genes(i) for k in range(4)] for i in (index, child)]
+        changed = [(old, new) for old, new in zip(*nodes) if old != new]
+        assert child != index and len(changed) == 1  # one node of one cell
+        old, new = changed[0]
+        assert len(old - new) == len(new - old) == 1  # one of its two pairs
+        assert SPACE.index_of(SPACE.arch_str(child)) == child
+
+
+def test_every_suite_zero_genotype_has_its_params():
+    table = SPACE.ground_truth().table
+    assert table.num_rows == 725 == len(set(table.column("index").to_pylist()))
+    with torch.device("meta"):
+        counts = [sum(p.numel() for p in DartsNetwork(*SPACE.genes(int(i))).parameters())
+                  for i in table.column("index").to_pylist()]
+    assert (np.array(counts) == np.round(np.asarray(table.column("params")) * 1e6).astype(int)).all()
+
+
+def test_the_whole_space_needs_a_selection():
+    from raynas.distributed.driver import select_cells
+
+    with pytest.raises(ValueError, match="darts has 1.08e\\+18 cells, too many to score whole"):
+        select_cells("darts", None, None)
+    assert select_cells("darts", None, 3) == [0, 1, 2]
+
+
+def test_a_cell_scores_with_the_data_free_proxies():
+    from raynas.scoring import CellScorer
+
+    index = SPACE.ground_truth().table.column("index")[0].as_py()
+    row = CellScorer("darts", "intrain:batch_size=4,resolution=16;params").score(index)
+    assert row["status"] == "ok", row["error"]
+    assert row["params"] == round(SPACE.ground_truth().table.column("params")[0].as_py() * 1e6)
+    assert np.isfinite(row["intrain"]) and row["intrain"] > 0
