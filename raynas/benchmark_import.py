@@ -2,13 +2,15 @@
 
 * NATS-Bench topology (NB201): read with the ``nats_bench`` API (``raynas[benchmarks]``),
   written as ``nb201/ground_truth.parquet`` — the same columns as the shipped table.
+* NDS: a DARTS-format record file (``DARTS.json``), written as ``darts/nds_accuracy.parquet``
+  (the DARTS-space cells it holds, their final test accuracy; :func:`read_nds`).
 * NAS-Bench-101: the official ``nasbench_only108.tfrecord`` / ``nasbench_full.tfrecord``,
   read without TensorFlow (TFRecord framing and the two ``model_metrics.proto`` messages
   are small enough to decode here), written as ``nb101/accuracy.parquet``: every cell's
   108-epoch CIFAR-10 test accuracy of its first run (``test_accuracy_single_run``, as in
   the shipped sample) and the mean over its runs.
 
-Both land in raynas' cache (resolution order: :mod:`raynas.datafiles`), written atomically.
+All land in raynas' cache (resolution order: :mod:`raynas.datafiles`), written atomically.
 """
 
 from __future__ import annotations
@@ -146,3 +148,66 @@ def import_nb101(tfrecord: str | Path) -> Path:
     if not Path(tfrecord).is_file():
         raise FileNotFoundError(f"NB101 file {tfrecord} not found")
     return write_table_atomic(read_nb101(tfrecord), NEEDS["nb101-accuracy"].relatives[0])
+
+
+# -- NDS (Radosavovic et al., "On Network Design Spaces for Visual Recognition") -----------
+
+def read_nds(records_file: str | Path) -> tuple[pa.Table, int]:
+    """(accuracy table for the ``darts`` space, records skipped) from an NDS record file of
+    a DARTS-format space (``DARTS.json``; ENAS, PNAS, NASNet and Amoeba use the same
+    genotype format, but only genotypes inside the DARTS space — its seven ops, two distinct
+    inputs per node, four concatenated nodes — have a ``darts`` index).
+
+    Each record is read as NDS stores it: ``net.genotype`` (``normal`` and ``reduce`` as
+    ``[op, input]`` pairs, ``normal_concat``/``reduce_concat``), ``net.width`` and
+    ``net.depth``, and ``test_ep_top1``, the top-1 *error* (%) after each epoch, of which
+    the last is taken: accuracy = 100 − error. A genotype NDS trained more than once (at
+    several widths or depths) gets the mean of its accuracies, and ``records`` says how many."""
+    from raynas.spaces.darts import DartsSpace, format_arch
+    from raynas.spaces.darts_network import NODES, OPS
+
+    path = Path(records_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"NDS file {path} not found")
+    try:
+        records = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not an NDS record file (not JSON: {exc})") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{path} is not an NDS record file (a JSON list of records)")
+    space, by_cell, skipped = DartsSpace(), {}, 0
+    for record in records:
+        try:
+            genotype = record["net"]["genotype"]
+            concat = list(range(2, 2 + NODES))
+            if list(genotype["normal_concat"]) != concat or list(genotype["reduce_concat"]) != concat:
+                raise ValueError("concat")
+            cells = [[(int(i), OPS.index(op)) for op, i in genotype[kind]] for kind in ("normal", "reduce")]
+            index = space.index_of(format_arch(*cells))
+            accuracy = 100.0 - float(record["test_ep_top1"][-1])
+        except (KeyError, TypeError, ValueError, IndexError):
+            skipped += 1  # outside the DARTS space, or not a trained record
+            continue
+        entry = by_cell.setdefault(index, [format_arch(*space.genes(index)), [], []])
+        entry[1].append(accuracy)
+        entry[2].append(f"{record['net'].get('width', '?')}x{record['net'].get('depth', '?')}")
+    if not by_cell:
+        raise ValueError(f"{path}: none of its {len(records)} records is a trained DARTS-space network")
+    cells = sorted(by_cell)
+    return pa.table({
+        "index": pa.array(cells, pa.int64()),
+        "arch": [by_cell[c][0] for c in cells],
+        "accuracy": pa.array([sum(by_cell[c][1]) / len(by_cell[c][1]) for c in cells], pa.float64()),
+        "records": pa.array([len(by_cell[c][1]) for c in cells], pa.int32()),
+        "width_x_depth": [",".join(by_cell[c][2]) for c in cells],
+    }), skipped
+
+
+def import_nds(records_file: str | Path) -> Path:
+    table, skipped = read_nds(records_file)
+    if skipped:
+        import logging
+
+        logging.getLogger("raynas").warning("%s: %d record(s) outside the DARTS space or without a test error, skipped",
+                                            records_file, skipped)
+    return write_table_atomic(table, NEEDS["darts-accuracy"].relatives[0])

@@ -283,9 +283,9 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_data_import(args: argparse.Namespace) -> int:
-    from raynas.benchmark_import import import_nats_bench, import_nb101
+    from raynas.benchmark_import import import_nats_bench, import_nb101, import_nds
 
-    path = (import_nats_bench if args.benchmark == "nats-bench" else import_nb101)(args.file)
+    path = {"nats-bench": import_nats_bench, "nb101": import_nb101, "nds": import_nds}[args.benchmark](args.file)
     print(f"{args.benchmark} accuracies → {path}")
     return 0
 
@@ -401,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     fetch.set_defaults(func=cmd_data_fetch)
     imp = data_sub.add_parser("import", help="an official benchmark file as raynas' accuracy table")
-    imp.add_argument("benchmark", choices=["nats-bench", "nb101"])
-    imp.add_argument("file", help="NATS-tss-v1_0-3ffb9-simple (nats-bench) or nasbench_only108.tfrecord (nb101)")
+    imp.add_argument("benchmark", choices=["nats-bench", "nb101", "nds"])
+    imp.add_argument("file", help="NATS-tss-v1_0-3ffb9-simple (nats-bench), nasbench_only108.tfrecord (nb101) or "
+                                  "an NDS record file of the DARTS space, e.g. DARTS.json (nds)")
     imp.set_defaults(func=cmd_data_import)
     return ap
 

@@ -10,7 +10,7 @@ import torch
 
 from raynas.spaces import get_space
 from raynas.spaces.darts import CELLS_PER_KIND, NUM_CELLS, canonical
-from raynas.spaces.darts_network import DartsNetwork
+from raynas.spaces.darts_network import OPS, DartsNetwork
 
 SPACE = get_space("darts")
 
@@ -80,3 +80,39 @@ def test_a_cell_scores_with_the_data_free_proxies():
     assert row["status"] == "ok", row["error"]
     assert row["params"] == round(SPACE.ground_truth().table.column("params")[0].as_py() * 1e6)
     assert np.isfinite(row["intrain"]) and row["intrain"] > 0
+
+
+def nds_record(normal, reduce, error, width=32, depth=8, concat=(2, 3, 4, 5)):
+    """One record in NDS's shape (``net.genotype`` with ``[op, input]`` pairs; the test
+    error after each epoch)."""
+    return {"net": {"genotype": {"normal": normal, "normal_concat": list(concat), "reduce": reduce,
+                                 "reduce_concat": list(concat)}, "width": width, "depth": depth},
+            "test_ep_top1": [50.0, 20.0, error], "min_test_top1": error}
+
+
+def test_nds_records_become_the_darts_ground_truth(tmp_path, embedded_only, caplog):
+    import json
+
+    from raynas.cli import main
+
+    a = [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["skip_connect", 0], ["sep_conv_3x3", 1],
+         ["skip_connect", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["skip_connect", 2]]
+    b = [["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
+         ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1]]
+    records = [nds_record(a, b, 3.0), nds_record(a, b, 4.0, width=16, depth=20),  # one genotype, twice
+               nds_record(b, a, 6.5),
+               nds_record([["none", 0]] + a[1:], b, 9.0),                           # an op outside the space
+               nds_record(a, b, 5.0, concat=(2, 3, 4, 5, 6))]                       # another cell format
+    path = tmp_path / "DARTS.json"
+    path.write_text(json.dumps(records))
+    assert main(["data", "import", "nds", str(path)]) == 0
+    assert "2 record(s) outside the DARTS space" in caplog.text
+    truth = SPACE.ground_truth()
+    table = truth.table
+    first = SPACE.index_of(str([[(i, OPS.index(op)) for op, i in a], [(i, OPS.index(op)) for op, i in b]]))
+    assert table.num_rows == 2 and first in table.column("index").to_pylist()
+    assert truth.by_cell("cifar10")[first] == pytest.approx(96.5)  # mean of 97 and 96
+    row = next(r for r in table.to_pylist() if r["index"] == first)
+    assert row["records"] == 2 and row["width_x_depth"] == "32x8,16x20"
+    path.write_text("{not json")
+    assert main(["data", "import", "nds", str(path)]) == 2

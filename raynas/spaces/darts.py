@@ -8,11 +8,14 @@ two back, 1 the previous one, 2.. the cell's own nodes; ops index
 :data:`raynas.spaces.darts_network.OPS`. A node's two pairs are a sum, so their order does
 not matter: the canonical string lists the smaller input first, and any order is accepted.
 
+Ground truth: NAS-Bench-Suite-Zero's 725 genotypes with NAS-Bench-301's **surrogate**
+prediction of their CIFAR-10 validation accuracy (shipped), or, after ``raynas data import
+nds DARTS.json``, NDS's trained DARTS-space networks (their own widths and depths; raynas
+scores the NB301 network of each genotype).
+
 Index: each cell's four nodes in mixed radix (node k: which two of its k+2 inputs, then the
 two ops), normal cell first — 1,037,664,180 cells of each kind, 1.08·10¹⁸ networks in all,
-within an int64. The space has no accuracy of its own for most cells: its ground truth is
-the 725 genotypes of NAS-Bench-Suite-Zero with NAS-Bench-301's **surrogate** prediction of
-their CIFAR-10 validation accuracy (not a trained result).
+within an int64.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ PAIRS = [list(combinations(range(k + 2), 2)) for k in range(NODES)]  # node k's 
 RADICES = [len(p) * len(OPS) ** 2 for p in PAIRS]
 CELLS_PER_KIND = math.prod(RADICES)
 NUM_CELLS = CELLS_PER_KIND**2
-ACCURACY_OF = {"cifar10": "val_accuracy"}  # NAS-Bench-301's surrogate, CIFAR-10 validation accuracy (%)
+ACCURACY_OF = {"cifar10": "accuracy"}  # CIFAR-10 accuracy (%): NB301's surrogate, or NDS's trained networks
 
 
 def canonical(genes: Genes) -> Genes:
@@ -85,16 +88,22 @@ def format_arch(normal: Genes, reduce: Genes) -> str:
 
 
 def load_ground_truth_table(path: str | Path | None = None) -> "pa.Table":
-    """The 725 NAS-Bench-301 genotypes with their surrogate accuracy, params and FLOPs."""
+    """Accuracy per cell index (column ``accuracy``): NDS's trained networks where
+    ``raynas data import nds`` wrote them, else the shipped 725 NAS-Bench-301 genotypes
+    (their surrogate ``val_accuracy``, with params and FLOPs)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from raynas.datafiles import resolve_need
 
     table = pq.read_table(Path(path) if path else resolve_need("darts-accuracy").path)
-    space = DartsSpace()
-    index = [space.index_of(a) for a in table.column("arch").to_pylist()]
-    return table.add_column(0, "index", pa.array(index, pa.int64())).sort_by("index")
+    if "val_accuracy" in table.column_names:  # NAS-Bench-301's surrogate
+        table = table.rename_columns(["accuracy" if c == "val_accuracy" else c for c in table.column_names])
+    if "index" not in table.column_names:
+        space = DartsSpace()
+        index = [space.index_of(a) for a in table.column("arch").to_pylist()]
+        table = table.add_column(0, "index", pa.array(index, pa.int64()))
+    return table.sort_by("index")
 
 
 class DartsSpace:
