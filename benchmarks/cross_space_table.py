@@ -1,0 +1,121 @@
+"""The cross-space table (issue 24): Kendall τ of each proxy against each space's (and task's)
+ground truth — raynas' own scorings beside NAS-Bench-Suite-Zero's published scores.
+
+    RAYNAS_DATA_DIR=../shared/data python benchmarks/cross_space_table.py \
+        --ours darts=runs/darts_s725 --ours nb_macro=runs/nb_macro_s1000 \
+        --ours nb201-cifar10=raynas/data/scores/nb201_cifar10.parquet
+
+``--ours COLUMN=SOURCE``: a results directory or an exported table, reported against its
+space's own ground truth (``raynas report``'s rows; the ``recommended`` ensemble where its
+columns are there). Suite-Zero's rows come from the project's exports of NASLib's files
+(``nb201/``, ``nb301/``, ``tnb101/`` under ``RAYNAS_DATA_DIR``): each proxy's τ against the
+accuracy stored beside it, on the cells it was computed on (NaN and Suite-Zero's −1e8
+failure value ranked last; its NB201 file covers CIFAR-10 and ImageNet16-120, 9,445 cells
+each). τ is printed to three decimals; "–" where a proxy was not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from raynas.analysis import correlation_report, rank_correlation
+
+SUITE_ZERO_PROXIES = ("synflow", "grasp", "fisher", "grad_norm", "snip", "jacov", "nwot", "epe_nas", "zen", "l2_norm",
+                      "plain", "params", "flops")
+TNB101_TASKS = ("class_scene", "class_object", "jigsaw", "room_layout", "segmentsemantic", "normal", "autoencoder")
+
+
+def suite_zero_columns(root: Path) -> dict[str, dict[str, float]]:
+    """{space/task column: {proxy: τ}} from Suite-Zero's exported files."""
+    columns: dict[str, dict[str, float]] = {}
+
+    def add(name: str, table, accuracy: list[float]) -> None:
+        columns[name] = {}
+        for proxy in SUITE_ZERO_PROXIES:
+            if proxy in table.column_names:
+                scores = [math.nan if v is None or v <= -1e7 else v for v in table.column(proxy).to_pylist()]
+                columns[name][proxy] = rank_correlation(scores, accuracy)["kendall_tau"]
+
+    nb201 = root / "nb201" / "peer_scores_suite_zero.parquet"
+    if nb201.is_file():
+        from raynas.spaces import get_space
+
+        truth = get_space("nb201").ground_truth()
+        table = pq.read_table(nb201)
+        datasets = table.column("dataset").to_pylist()
+        for dataset in truth.accuracy_of:
+            part = table.filter([d == dataset for d in datasets])
+            by_cell = truth.by_cell(dataset)
+            add(f"nb201-{dataset}", part, [by_cell.get(i, math.nan) for i in part.column("index").to_pylist()])
+    nb301 = root / "nb301" / "peer_scores_suite_zero.parquet"
+    if nb301.is_file():
+        table = pq.read_table(nb301)
+        add("darts", table, table.column("val_accuracy").to_pylist())
+    for kind in ("micro", "macro"):
+        path = root / "tnb101" / f"peer_scores_suite_zero_{kind}.parquet"
+        if path.is_file():
+            table = pq.read_table(path)
+            tasks = table.column("task").to_pylist()
+            for task in TNB101_TASKS:
+                part = table.filter([t == task for t in tasks])
+                add(f"tnb101_{kind}-{task}", part, part.column("val_accuracy").to_pylist())
+    return columns
+
+
+def our_column(source: str) -> dict[str, float]:
+    rows = correlation_report(source, ensembles=["recommended"] if _has_recommended(source) else [])
+    return {str(r["score"]): float(r["kendall_tau"]) for r in rows}
+
+
+def _has_recommended(source: str) -> bool:
+    from raynas.analysis import scores_and_run
+
+    table, _ = scores_and_run(source)
+    return {"mg__meco", "mg__meco_opt", "o"} <= set(table.column_names)
+
+
+def markdown(ours: dict[str, dict[str, float]], peers: dict[str, dict[str, float]]) -> str:
+    columns = [*ours, *(c for c in peers if c not in ours)]
+    lines = ["| proxy | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+    def cell(values: dict[str, float], proxy: str) -> str:
+        value = values.get(proxy)
+        return "–" if value is None or value != value else f"{value:.3f}"
+
+    our_proxies = list(dict.fromkeys(p for values in ours.values() for p in values))
+    for proxy in our_proxies:
+        lines.append(f"| **{proxy}** (raynas) | " + " | ".join(cell(ours.get(c, {}), proxy) for c in columns) + " |")
+    for proxy in SUITE_ZERO_PROXIES:
+        if any(proxy in values for values in peers.values()):
+            lines.append(f"| {proxy} (Suite-Zero) | " + " | ".join(cell(peers.get(c, {}), proxy) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ours", action="append", default=[], metavar="COLUMN=SOURCE")
+    ap.add_argument("--no-peers", action="store_true", help="only raynas' own columns")
+    ap.add_argument("--only", action="append", default=[], metavar="PREFIX",
+                    help="only the columns whose name starts with PREFIX (repeatable), e.g. tnb101_micro")
+    args = ap.parse_args()
+    ours = {}
+    for spec in args.ours:
+        name, _, source = spec.partition("=")
+        if not source:
+            raise SystemExit(f"--ours {spec!r}: expected COLUMN=SOURCE")
+        ours[name] = our_column(source)
+    root = Path(os.environ.get("RAYNAS_DATA_DIR", "../shared/data"))
+    peers = {} if args.no_peers else suite_zero_columns(root)
+    if args.only:
+        keep = lambda name: name.startswith(tuple(args.only))  # noqa: E731
+        ours, peers = {k: v for k, v in ours.items() if keep(k)}, {k: v for k, v in peers.items() if keep(k)}
+    print(markdown(ours, peers))
+
+
+if __name__ == "__main__":
+    main()
