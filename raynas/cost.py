@@ -2,12 +2,13 @@
 measured on one CPU thread (``benchmarks/cell_costs.py`` writes ``raynas/data/cell_costs.json``):
 the mean seconds over a few cells, and the largest peak memory among them.
 
-An NB101 cell costs ~30× an NB201 one on a CPU, and a user asking for 200 of them should
-hear "hours" before the first cell, not after. The same figure sets the CPU actors' memory
-request, so that Ray neither packs more actors onto a node than its memory holds nor
-prints its high-memory warning mid-run. Figures come from a few cells at default options (options
-such as a batch size move them; a cell larger than those measured needs more memory); the
-progress line's measured rate takes over once cells finish.
+An NB101 cell costs ~10x an NB201 one on a CPU (40 s against 4 s with the README's proxies),
+and a user asking for 200 of them should hear "hours" before the first cell, not after. The
+same figure sets the CPU actors' memory request, so that Ray neither packs more actors onto
+a node than its memory holds nor prints its high-memory warning mid-run. Figures come from
+a few cells at default options (options such as a batch size move them; a cell larger than
+those measured needs more memory); the progress line's measured rate takes over once cells
+finish.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class CellCost:
     memory_mb: float  # a scoring actor's peak resident memory: its base plus the largest proxy's peak
     unmeasured: tuple[str, ...]  # requested proxies with no measured figure (not in ``seconds``)
     measured: str  # where and how the figures were measured
+    other_options: bool = False  # some proxy has options other than the measured defaults
 
     @property
     def memory_request_bytes(self) -> int:
@@ -43,8 +45,9 @@ class CellCost:
         """One line: per cell, and for the whole selection on ``actors`` CPU actors."""
         total = self.seconds * math.ceil(cells / max(1, actors)) if actors else math.nan
         missing = f"; no figure for {', '.join(self.unmeasured)}" if self.unmeasured else ""
+        options = "; measured at default options, which these proxies change" if self.other_options else ""
         return (f"estimated cost: ~{_duration(self.seconds)} and ~{self.memory_mb / 1024:.1f} GB per cell per CPU "
-                f"actor, so ~{_duration(total)} for {cells} cell(s) on {actors} actor(s){missing} "
+                f"actor, so ~{_duration(total)} for {cells} cell(s) on {actors} actor(s){missing}{options} "
                 f"(measured on one thread: {self.measured})")
 
 
@@ -78,4 +81,5 @@ def cell_cost(spec: ScoringSpec) -> CellCost | None:
     slower, wider = (4.0, 2.0) if spec.precision == "float64" else (1.0, 1.0)
     return CellCost(seconds=slower * sum(f["seconds"] for f in figures),
                     memory_mb=space["base_mb"] + RAY_WORKER_MB + wider * max(f["peak_mb"] for f in figures),
-                    unmeasured=tuple(n for n in names if n not in known), measured=space["measured"])
+                    unmeasured=tuple(n for n in names if n not in known), measured=space["measured"],
+                    other_options=any(cp.options != cp.proxy.options_cls() for cp in spec.proxies))
