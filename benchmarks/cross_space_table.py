@@ -80,7 +80,8 @@ def _has_recommended(source: str) -> bool:
 
 
 def markdown(ours: dict[str, dict[str, float]], peers: dict[str, dict[str, float]]) -> str:
-    columns = [*ours, *(c for c in peers if c not in ours)]
+    columns = [c for c in [*ours, *(c for c in peers if c not in ours)]
+               if any(v == v for v in [*ours.get(c, {}).values(), *peers.get(c, {}).values()])]  # no empty column
     lines = ["| proxy | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
 
     def cell(values: dict[str, float], proxy: str) -> str:
