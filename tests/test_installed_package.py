@@ -1,5 +1,6 @@
 """What a user gets from ``pip install raynas`` (a wheel, not this checkout): the shipped
-whole-space score tables load (issue 23, item 8)."""
+whole-space score tables load (issue 23, item 8), and so do the cost table and every space's
+ground truth."""
 
 import subprocess
 import sys
@@ -40,3 +41,13 @@ def test_load_scores_from_a_wheel(installed):
     assert done.returncode == 0, done.stderr
     rows, where = done.stdout.split()
     assert rows == "15625" and Path(where).parent == installed  # the wheel's copy, not the checkout
+
+
+def test_a_wheel_carries_the_cost_table_and_every_space_s_ground_truth(installed):
+    code = ("import raynas.cost as c, raynas.spec as s, raynas.spaces as sp; "
+            "print(c.cell_cost(s.ScoringSpec.resolve('nb101', 'intrain')).seconds > 0, "
+            "*(sp.get_space(n).ground_truth().table.num_rows for n in ('nb201', 'nb101', 'nb_macro', 'darts')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=installed,
+                          env={"PYTHONPATH": str(installed), "PATH": "", "RAYNAS_CACHE_DIR": str(installed / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "15625", "5000", "6561", "725"]
