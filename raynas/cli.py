@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -408,13 +409,34 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (``kill``, a job scheduler, a container stopping) ends a run as Ctrl-C does:
+    the committed cells are reported and the embedded Ray is shut down on the way out.
+    Python's default would end the process at once and leave Ray's agents running. Only
+    where nobody else handles SIGTERM, and only in the main thread."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("raynas").setLevel(logging.INFO)  # raynas' own notices; others' only from WARNING
+    # raynas connects to Ray itself, once (raynas.distributed.driver._connect). Without this, a
+    # thread still iterating a run's results after an interrupted run's shutdown would start
+    # a second Ray by Ray's auto-init, which nobody would shut down.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+    _interrupt_on_sigterm()
     try:
         return args.func(args)
     except KeyboardInterrupt:
+        _shutdown_embedded_ray()
         print(f"raynas: interrupted{_committed_note(args)}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
@@ -422,6 +444,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"raynas: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _shutdown_embedded_ray() -> None:
+    """An interrupted run's embedded Ray goes down with it (its raylet and agents too)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        from raynas.distributed.driver import is_embedded
+
+        if is_embedded(None):
+            ray.shutdown()
 
 
 def _committed_note(args: argparse.Namespace) -> str:

@@ -1,6 +1,7 @@
 """The real pipeline on an embedded Ray (CPU): end to end, a killed driver, a killed actor,
 error rows. Uses ray.init(address="local") and ray.shutdown(), never `ray stop`."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -189,6 +190,51 @@ def test_killed_driver_resumes_exactly_once(tmp_path):
     rows = {r["index"]: r for r in load_results(out).to_pylist()}
     for row in CellScorer("nb201", SLOWER).iter_scores([0, 1, 38, 39]):
         assert rows[row["index"]]["intrain"] == row["intrain"] or row["status"] != "ok"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.e2e
+def test_sigterm_ends_a_run_like_ctrl_c_and_leaves_no_ray_behind(tmp_path):
+    import shutil
+    import tempfile
+
+    ray_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "raynas.cli", "score", "nb201", "--proxies", SLOWER, "--out", str(out),
+           "--limit", "40", "--shard-size", "2", "--progress-interval", "1"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": ray_dir}
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 900  # a bound on a hang, not a timing test
+        while time.time() < deadline and not list(out.glob("part-*.parquet")) and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the driver ended before it could be stopped:\n" + proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGTERM)  # to the driver only, as `kill PID` does
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130, err[-3000:]
+        note = [line for line in err.splitlines() if line.startswith("raynas: interrupted: ")]
+        assert note and "cells committed" in note[0] and "rerun the same command" in note[0], err[-3000:]
+        assert "SIGTERM received" not in err  # Ray's handler (which aborts) did not take it
+        deadline = time.time() + 120
+        while processes_mentioning(ray_dir) and time.time() < deadline:
+            time.sleep(1)
+        assert not processes_mentioning(ray_dir), "Ray processes outlived the driver"
+    finally:
+        for pid in processes_mentioning(ray_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 @pytest.mark.e2e

@@ -114,16 +114,17 @@ def is_embedded(address: str | None) -> bool:
 def _connect(address: str | None) -> None:
     import ray
 
-    from raynas.distributed.quiet import init_embedded_ray
+    from raynas.distributed.quiet import init_embedded_ray, keeping_sigterm_handler
 
     if ray.is_initialized():
         return
-    if not is_embedded(address):
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    else:
-        # Embedded: one logical CPU more than cores, so Ray Data's own operators never wait
-        # behind the scorer actors (a 2-CPU pool otherwise can deadlock).
-        init_embedded_ray((os.cpu_count() or 1) + 1)
+    with keeping_sigterm_handler():
+        if not is_embedded(address):
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            # Embedded: one logical CPU more than cores, so Ray Data's own operators never wait
+            # behind the scorer actors (a 2-CPU pool otherwise can deadlock).
+            init_embedded_ray((os.cpu_count() or 1) + 1)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,22 @@ def init_embedded_ray(num_cpus: int) -> None:
              logging_level=logging.WARNING)
 
 
+@contextlib.contextmanager
+def keeping_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the process's SIGTERM handler (with one that exits at once, and
+    its core worker's, which aborts); a program that chose its own — raynas' CLI ends a run
+    on SIGTERM as on Ctrl-C — gets it back. One that chose none keeps Ray's."""
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    chosen = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(chosen):
+            signal.signal(signal.SIGTERM, chosen)
+
+
 def quiet_ray_data() -> None:
     """Ray Data's console lines (execution plan, "progress bars disabled", finished in N s)
     go to its log file only; its warnings and errors still reach the console, each as one
