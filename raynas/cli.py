@@ -26,6 +26,7 @@ from raynas.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from raynas.distributed.driver import RunOptions
+    from raynas.results import ResultsDir
 
 EMBEDDED_SAMPLE = 48  # cells scored by default on an embedded (laptop) Ray
 
@@ -125,7 +126,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"scored {summary.scored} cells ({summary.already_done} already done, {summary.error_rows} error rows{kept}) "
           f"in {summary.seconds:.1f} s = {rate:.2f} cells/s on {summary.actors} {summary.device} actor(s) → {summary.out}")
     if args.report:
-        print_report(args.out)
+        print_report(summary.results or args.out)  # the run's own directory object: only new parts are read
     return 0
 
 
@@ -144,13 +145,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_report(results: str, nan_policy: str = "worst", ground_truth: str | None = None, k: int = 10,
+def print_report(results: str | ResultsDir, nan_policy: str = "worst", ground_truth: str | None = None, k: int = 10,
                  accuracy_column: str | None = None, ensembles: Sequence[str] = ()) -> None:
     """The correlation table of a results directory or an exported table, with its notes."""
     from raynas.analysis import correlation_report, format_table, report_notes
     from raynas.results import ResultsDir
 
-    source = results if Path(results).is_file() else ResultsDir(results)  # one directory object: one scan
+    # A directory is read through one object (its scan, once): the run's own when it has one.
+    source = results if isinstance(results, ResultsDir) or Path(results).is_file() else ResultsDir(results)
     rows = correlation_report(source, nan_policy=nan_policy, ground_truth=ground_truth, k=k,
                               accuracy_column=accuracy_column, ensembles=list(ensembles))
     if isinstance(source, ResultsDir):

@@ -184,3 +184,16 @@ def test_the_scan_reads_only_new_or_rewritten_parts(run):
     opened = len(store.opened)
     assert results.scan().cells == (set(range(32)) | {40, 41}) - {3} and store.opened[opened:] == [first]
     assert results.load(columns=["index", "params"]).num_rows == 33 and store.read[4:] == [first]
+
+
+def test_a_report_after_a_run_reads_no_part_twice(run, capsys):
+    from raynas.cli import print_report
+    from raynas.results import ResultsDir
+
+    store = CountingStore(run)
+    results = ResultsDir(store)
+    results.scan()  # what the run's session did before scoring
+    print_report(results)  # `raynas score --report`: the run's own directory object
+    assert sorted(store.opened) == sorted(set(store.opened)) and len(store.opened) == 2
+    assert len(store.read) == 2  # each part's table once, for the correlation table
+    assert "32 cells from 2 part(s)" in capsys.readouterr().out

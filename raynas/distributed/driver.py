@@ -71,6 +71,7 @@ class RunSummary:
     actors: int
     seconds: float
     error_rows_kept: int = 0  # error rows of earlier runs in the selection, not retried
+    results: ResultsDir | None = field(default=None, repr=False)  # the directory as this run last scanned it
 
 
 WHOLE_SPACE_MAX = 10_000_000  # more cells than any run could score: a space this large needs a selection
@@ -321,13 +322,14 @@ class ScoringSession:
         if kept:
             opts.log.warning("%d of the cells already there are error rows; --retry-errors rescores them", kept)
         if not todo:
-            return RunSummary(str(out), len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept)
+            return RunSummary(str(out), len(selection), already, 0, 0, "-", 0, time.monotonic() - start, kept,
+                              self.results)
 
         written, progress, plan = self._execute(todo, already, shard_size or opts.shard_size)
         if opts.retry_errors and errors:
             drop_replaced_rows(self.results, errors, keep=written)
         return RunSummary(str(out), len(selection), already, progress.committed, progress.committed_errors,
-                          plan.device, plan.actors, time.monotonic() - start, kept)
+                          plan.device, plan.actors, time.monotonic() - start, kept, self.results)
 
     def _execute(self, todo: list[int], already: int, shard_size: int | None):
         """The one loop of every scoring: plan the actors (once, for a session that keeps
