@@ -116,3 +116,13 @@ def test_nds_records_become_the_darts_ground_truth(tmp_path, embedded_only, capl
     assert row["records"] == 2 and row["width_x_depth"] == "32x8,16x20"
     path.write_text("{not json")
     assert main(["data", "import", "nds", str(path)]) == 2
+
+
+def test_the_heaviest_cell_has_the_most_parameters():
+    with torch.device("meta"):
+        def params(index):
+            return sum(p.numel() for p in DartsNetwork(*SPACE.genes(index)).parameters())
+
+        heaviest = params(SPACE.heaviest_cell())
+        rng = np.random.default_rng(5)
+        assert all(params(int(i)) <= heaviest for i in rng.integers(0, NUM_CELLS, 30, dtype=np.int64))

@@ -155,5 +155,10 @@ class DartsSpace:
         cell[position] = (source, op)
         return self.index_of(format_arch(tuple(cells[0]), tuple(cells[1])))
 
+    def heaviest_cell(self) -> int:
+        """Every op a 5×5 separable convolution, both cells: the most parameters (for GPU packing)."""
+        genes = tuple((i, OPS.index("sep_conv_5x5")) for k in range(NODES) for i in (0, 1))
+        return cell_code(genes) * CELLS_PER_KIND + cell_code(genes)
+
     def example(self) -> str:
         return self.arch_str(0)
