@@ -8,7 +8,7 @@ have). The full list goes to ``--out`` (CSV, best first); the best is printed. I
 reported unchanged elsewhere (``--report``: other tables, other datasets, other spaces),
 where no accuracy takes part in choosing.
 
-    python benchmarks/ensemble_search.py runs/s1000_c10_field data/scores/samples/nb201_cifar10_s1000_intrain.parquet \\
+    python benchmarks/ensemble_search.py data/scores/samples/nb201_cifar10_s1000_field.parquet data/scores/samples/nb201_cifar10_s1000_intrain.parquet \\
         --candidates az_expressivity,az_progressivity,az_trainability,meco,flops,intrain,gamma,o --max-size 4 \\
         --out docs/ensemble_search_c10.csv
     python benchmarks/ensemble_search.py --report "logrank:meco+az_trainability+flops" runs/s1000_c100_field
