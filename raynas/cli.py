@@ -18,7 +18,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from raynas.datasets import DATASETS
@@ -206,8 +205,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from raynas.analysis import lower_is_better
-    from raynas.analysis import accuracy_by_cell
+    from raynas.analysis import accuracy_by_cell, lower_is_better
     from raynas.search import Fitness, TableEvaluator, history_table, run_search, write_history
     from raynas.spaces import get_space
 

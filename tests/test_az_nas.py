@@ -127,6 +127,6 @@ def test_az_nas_equals_the_official_procedure_on_a_tiny_network():
 
 
 def test_az_nas_refuses_a_model_without_cells():
-    with pytest.raises(TypeError, match="has no stem and cells"):
+    with pytest.raises(TypeError, match="has no stem and chain of cells"):
         az_nas.compute(nn.Linear(3, 2), ProbeBatch(torch.randn(2, 3), torch.zeros(2, dtype=torch.long)),
                        az_nas.AzNasOptions(), ProxyContext(torch.device("cpu"), 2, seed=0))

@@ -76,8 +76,12 @@ def test_a_cell_scores_with_the_data_free_proxies():
     from raynas.scoring import CellScorer
 
     index = SPACE.ground_truth().table.column("index")[0].as_py()
-    row = CellScorer("darts", "intrain:batch_size=4,resolution=16;params").score(index)
+    row = CellScorer("darts", "intrain:batch_size=4,resolution=16;zen:batch_size=4;mg=meco:probe=gaussian;params"
+                     ).score(index)
     assert row["status"] == "ok", row["error"]
+    assert np.isfinite(row["zen"]) and np.isfinite(row["mg__meco"])
+    refused = CellScorer("darts", "az_nas:batch_size=4").score(index)  # a DARTS cell reads two cells back
+    assert refused["status"] == "error" and "no stem and chain of cells" in refused["error"]
     assert row["params"] == round(SPACE.ground_truth().table.column("params")[0].as_py() * 1e6)
     assert np.isfinite(row["intrain"]) and row["intrain"] > 0
 

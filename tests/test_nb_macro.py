@@ -23,7 +23,7 @@ def params_and_macs_per_module(choices: tuple[int, ...]) -> tuple[dict[str, int]
         with counter, torch.no_grad():
             model(torch.zeros(1, 3, 32, 32))
     parts = {"stem": model.stem, "head": model.head, "classifier": model.classifier,
-             **{f"layers.{i}": layer for i, layer in enumerate(model.layers)}}
+             **{f"cells.{i}": layer for i, layer in enumerate(model.cells)}}
     params = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
     counts = counter.get_flop_counts()
     macs = {name: sum(counts.get(f"MacroNetwork.{name}", {}).values()) // 2 for name in parts}
@@ -75,8 +75,8 @@ def test_every_cell_has_the_benchmark_params_and_flops():
     base_params = sum(parts[0][0][name] for name in ("stem", "head", "classifier"))
     base_macs = sum(parts[0][1][name] for name in ("stem", "head", "classifier"))
     assert all(parts[c][0][n] == parts[0][0][n] for c in (1, 2) for n in ("stem", "head", "classifier"))
-    layer_params = np.array([[parts[c][0][f"layers.{i}"] for c in range(len(OPS))] for i in range(LAYERS)])
-    layer_macs = np.array([[parts[c][1][f"layers.{i}"] for c in range(len(OPS))] for i in range(LAYERS)])
+    layer_params = np.array([[parts[c][0][f"cells.{i}"] for c in range(len(OPS))] for i in range(LAYERS)])
+    layer_macs = np.array([[parts[c][1][f"cells.{i}"] for c in range(len(OPS))] for i in range(LAYERS)])
     table = SPACE.ground_truth().table
     codes = np.array([[int(d) for d in code] for code in table.column("arch").to_pylist()])
     rows = np.arange(LAYERS)
@@ -92,8 +92,11 @@ def test_every_cell_has_the_benchmark_params_and_flops():
 def test_a_cell_scores_with_the_data_free_proxies():
     from raynas.scoring import CellScorer
 
-    row = CellScorer("nb_macro", "intrain:batch_size=8,resolution=16;synflow;params;flops").score(5)
+    row = CellScorer("nb_macro", "intrain:batch_size=8,resolution=16;synflow;zen:batch_size=4;az_nas:batch_size=8;"
+                                 "mg=meco:probe=gaussian;params;flops").score(5)
     assert row["status"] == "ok", row["error"]
     assert row["params"] == SPACE.ground_truth().table.column("params")[5].as_py()
     assert row["flops"] == SPACE.ground_truth().table.column("flops")[5].as_py()
     assert np.isfinite(row["intrain"]) and row["intrain"] > 0
+    assert all(np.isfinite(row[c]) for c in ("zen", "az_expressivity", "az_progressivity", "mg__meco"))
+    assert not np.isnan(row["az_trainability"])  # −inf where an identity block's definition gives it, as on NB201

@@ -53,8 +53,9 @@ class AzNasOptions:
 
 def cell_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """[stem output, each cell's output], the graph kept for the vector-Jacobian products."""
-    if not (hasattr(model, "stem") and hasattr(model, "cells")):
-        raise TypeError(f"az_nas reads each cell's output: {type(model).__name__} has no stem and cells")
+    if not (hasattr(model, "stem") and isinstance(getattr(model, "cells", None), nn.Sequential)):
+        raise TypeError(f"az_nas reads each cell's output: {type(model).__name__} has no stem and chain of cells "
+                        "(nn.Sequential; a DARTS cell reads the two cells before it)")
     features = [model.stem(x)]
     for cell in model.cells:
         features.append(cell(features[-1]))

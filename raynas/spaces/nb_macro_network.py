@@ -68,10 +68,15 @@ class MacroNetwork(nn.Module):
                 layers.append(IdentityLayer(inp, oup, stride) if choice is None
                               else InvertedResidual(inp, oup, stride, *choice))
                 channels, position = oup, position + 1
-        self.layers = nn.Sequential(*layers)
+        self.cells = nn.Sequential(*layers)  # "cells": the chain AZ-NAS reads block by block
         self.head = nn.Sequential(nn.Conv2d(channels, HEAD_CHANNELS, 1, bias=False), nn.BatchNorm2d(HEAD_CHANNELS),
-                                  nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+                                  nn.ReLU(inplace=True))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature map before global pooling (Zen-score's f): after the 1×1 head conv."""
+        return self.head(self.cells(self.stem(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.head(self.layers(self.stem(x))))
+        return self.classifier(self.pool(self.forward_features(x)))
