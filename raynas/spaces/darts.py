@@ -47,9 +47,10 @@ def canonical(genes: Genes) -> Genes:
 
 
 def cell_code(genes: Genes) -> int:
-    code = 0
+    """A cell's mixed-radix code (node 0 the least significant digit)."""
+    genes, code = canonical(genes), 0
     for k in reversed(range(NODES)):
-        (a, op_a), (b, op_b) = canonical(genes)[2 * k: 2 * k + 2]
+        (a, op_a), (b, op_b) = genes[2 * k: 2 * k + 2]
         digit = PAIRS[k].index((a, b)) * len(OPS) ** 2 + op_a * len(OPS) + op_b
         code = code * RADICES[k] + digit
     return code
