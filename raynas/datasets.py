@@ -1,5 +1,13 @@
-"""The datasets raynas scores for: classes, native resolution, normalisation, and the data
-file holding their probe images. No torch here: the CLI reads this at start-up."""
+"""The datasets raynas scores for: classes (or outputs), native resolution, normalisation, the
+data file holding their probe images, and what a probe's target is. No torch here: the CLI
+reads this at start-up.
+
+TransNAS-Bench-101's seven tasks are datasets too, each tied to the ``tnb101_micro`` space
+(its networks' decoders differ by task). There are no Taskonomy images: their probes are
+synthetic, and their targets follow the task's output — random labels for a classification
+(``classes``), a N(0, 1) target of the output's shape for a regression (``values``, one
+vector per image) or a dense prediction (``pixels``, one map per image at the input's size).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +22,8 @@ class DatasetInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     probe_need: str | None  # the raynas.datafiles need holding its labelled probe images
+    target: str = "classes"  # classes | values | pixels: what a probe's target is (module doc)
+    space: str | None = None  # the one space whose networks this dataset's task needs; None: any
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -25,9 +35,29 @@ DATASETS: dict[str, DatasetInfo] = {
                                   (0.2481, 0.2402, 0.2553), None),
 }
 
+NO_IMAGES = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # a task without images: nothing to normalise
+# TransNAS-Bench-101's tasks: outputs, and the input size its networks were trained at (256x256
+# Taskonomy images; jigsaw: nine 64x64 tiles, fed here as one 192x192 image).
+TNB101_TASKS: dict[str, DatasetInfo] = {info.name: info for info in (
+    DatasetInfo("class_scene", 63, 256, *NO_IMAGES, None, "classes", "tnb101_micro"),
+    DatasetInfo("class_object", 100, 256, *NO_IMAGES, None, "classes", "tnb101_micro"),
+    DatasetInfo("jigsaw", 1000, 192, *NO_IMAGES, None, "classes", "tnb101_micro"),
+    DatasetInfo("room_layout", 9, 256, *NO_IMAGES, None, "values", "tnb101_micro"),
+    DatasetInfo("segmentsemantic", 17, 256, *NO_IMAGES, None, "pixels", "tnb101_micro"),
+    DatasetInfo("normal", 3, 256, *NO_IMAGES, None, "pixels", "tnb101_micro"),
+    DatasetInfo("autoencoder", 3, 256, *NO_IMAGES, None, "pixels", "tnb101_micro"),
+)}
+DATASETS.update(TNB101_TASKS)
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+_BY_KEY = {_key(name): name for name in DATASETS}
+
 
 def dataset_info(name: str) -> DatasetInfo:
-    key = name.lower().replace("_", "-")
-    if key not in DATASETS:
+    if _key(name) not in _BY_KEY:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[key]
+    return DATASETS[_BY_KEY[_key(name)]]

@@ -1,7 +1,8 @@
 """Probe batches: the inputs proxies see. Built once per scorer (per Ray actor), from a seed.
 
 * synthetic: i.i.d. N(0, 1) images with uniform random labels (InTrain, Zen), or all-ones
-  images (synflow);
+  images (synflow); for a task whose output is not a class (TransNAS-Bench-101's
+  regression and dense tasks), a N(0, 1) target of the output's shape as well;
 * real: class-balanced labelled CIFAR images (GradAlign, NASWOT, snip, ...) from the probe
   file that :mod:`raynas.datafiles` resolves (the user's folder, fetched data, or the set
   shipped in the package). Which file a run drew from is part of its recorded config
@@ -24,26 +25,43 @@ from raynas.seeding import derive_seed, generator
 
 @dataclass(frozen=True)
 class ProbeBatch:
-    """Inputs (N, 3, H, W) float32 and integer labels (N,), on CPU until moved."""
+    """Inputs (N, 3, H, W) float32 and integer labels (N,), on CPU until moved; ``targets``:
+    a float target of the network's output shape where the output is not a class (a loss
+    is then the mean squared error against it, :func:`raynas.proxies.base.probe_loss`)."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
+    targets: torch.Tensor | None = None
 
-    def to(self, device: torch.device | str) -> "ProbeBatch":
-        return ProbeBatch(self.inputs.to(device), self.labels.to(device))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ProbeBatch":
+        """On ``device``; ``dtype`` (if given) for the float tensors."""
+        targets = None if self.targets is None else self.targets.to(device, dtype)
+        return ProbeBatch(self.inputs.to(device, dtype), self.labels.to(device), targets)
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
-def gaussian_batch(batch_size: int, resolution: int, num_classes: int, seed: int) -> ProbeBatch:
-    """N(0, 1) images and uniform random labels from a private generator."""
+TARGET_KINDS = ("classes", "values", "pixels")
+
+
+def gaussian_batch(batch_size: int, resolution: int, num_classes: int, seed: int,
+                   target: str = "classes") -> ProbeBatch:
+    """N(0, 1) images and uniform random labels from a private generator; for ``target``
+    ``values`` / ``pixels`` (:mod:`raynas.datasets`), then a N(0, 1) target of shape
+    (N, num_classes) / (N, num_classes, resolution, resolution) from the same generator
+    (the images and labels are the same numbers whatever the target)."""
     if batch_size < 2:
         raise ValueError(f"probe batch_size must be >= 2, got {batch_size}")
+    if target not in TARGET_KINDS:
+        raise ValueError(f"unknown probe target {target!r}; known: {', '.join(TARGET_KINDS)}")
     gen = generator(derive_seed(seed, "gaussian", batch_size, resolution, num_classes))
     inputs = torch.randn(batch_size, 3, resolution, resolution, generator=gen)
     labels = torch.randint(0, num_classes, (batch_size,), generator=gen)
-    return ProbeBatch(inputs, labels)
+    if target == "classes":
+        return ProbeBatch(inputs, labels)
+    shape = (batch_size, num_classes) + ((resolution, resolution) if target == "pixels" else ())
+    return ProbeBatch(inputs, labels, torch.randn(shape, generator=gen))
 
 
 def ones_batch(batch_size: int, resolution: int) -> ProbeBatch:
@@ -54,7 +72,7 @@ def ones_batch(batch_size: int, resolution: int) -> ProbeBatch:
 def _no_images(info: DatasetInfo) -> FileNotFoundError:
     return FileNotFoundError(
         f"no probe images for dataset {info.name!r}: raynas ships CIFAR-10/100 probes only; "
-        "ImageNet16-120 images are not available, so real-data proxies cannot run on it"
+        f"{info.name} images are not available, so real-data proxies cannot run on it"
     )
 
 

@@ -226,14 +226,15 @@ class CellScorer:
         if spec.kind == "none":
             return None
         if spec.kind == "gaussian":
-            batch = gaussian_batch(spec.batch_size, resolution, self.dataset.num_classes, self.seed)
+            batch = gaussian_batch(spec.batch_size, resolution, self.dataset.num_classes, self.seed,
+                                   self.dataset.target)
         elif spec.kind == "ones":
             batch = ones_batch(spec.batch_size, resolution)
         elif spec.kind == "real":
             batch = real_batch(self.dataset.name, spec.batch_size, self.seed)
         else:
             raise ValueError(f"unknown probe kind {spec.kind!r}")
-        return ProbeBatch(batch.inputs.to(self.device, self.spec.dtype), batch.labels.to(self.device))
+        return batch.to(self.device, self.spec.dtype)
 
     def _release(self) -> None:
         gc.collect()

@@ -29,6 +29,11 @@ class ScoringSpec:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        object.__setattr__(self, "space", bind_dataset(self.space, self.dataset))
+        for cp in self.proxies:
+            if cp.proxy.class_outputs and self.dataset.target != "classes":
+                raise ValueError(f"proxy {cp.label!r} reads class probabilities, and {self.dataset.name}'s outputs are "
+                                 f"not classes ({self.dataset.target}); it cannot score this task")
 
     @classmethod
     def resolve(cls, space: str | SearchSpace, proxies: str | Sequence[str | ConfiguredProxy],
@@ -79,3 +84,19 @@ class ScoringSpec:
     def column_roles(self) -> dict[str, dict[str, str]]:
         """Every proxy column's role (score or diagnostic) and direction, for the run file."""
         return {column: role for cp in self.proxies for column, role in cp.column_roles().items()}
+
+
+def bind_dataset(space: SearchSpace, dataset: DatasetInfo) -> SearchSpace:
+    """The space that builds networks for ``dataset``: a space whose networks differ by task
+    (``datasets`` and ``for_dataset``, TransNAS-Bench-101) is bound to the task here, once;
+    any other space is returned as it is. A ValueError names a dataset and space that do not
+    go together."""
+    tasks = getattr(space, "datasets", None)
+    if dataset.space is not None and dataset.space != space.name:
+        raise ValueError(f"dataset {dataset.name!r} is a task of the {dataset.space} space, not of {space.name}")
+    if tasks is None:
+        return space
+    if dataset.name not in tasks:
+        raise ValueError(f"space {space.name} scores its own tasks ({', '.join(tasks)}), not dataset "
+                         f"{dataset.name!r}: pass one as the dataset")
+    return space.for_dataset(dataset.name)

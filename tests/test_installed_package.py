@@ -46,8 +46,8 @@ def test_load_scores_from_a_wheel(installed):
 def test_a_wheel_carries_the_cost_table_and_every_space_s_ground_truth(installed):
     code = ("import raynas.cost as c, raynas.spec as s, raynas.spaces as sp; "
             "print(c.cell_cost(s.ScoringSpec.resolve('nb101', 'intrain')).seconds > 0, "
-            "*(sp.get_space(n).ground_truth().table.num_rows for n in ('nb201', 'nb101', 'nb_macro', 'darts')))")
+            "*(sp.get_space(n).ground_truth().table.num_rows for n in ('nb201', 'nb101', 'nb_macro', 'darts', 'tnb101_micro')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=installed,
                           env={"PYTHONPATH": str(installed), "PATH": "", "RAYNAS_CACHE_DIR": str(installed / "cache")})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "15625", "5000", "6561", "725"]
+    assert done.stdout.split() == ["True", "15625", "5000", "6561", "725", "4096"]

@@ -76,7 +76,7 @@ def test_proxy_requests_parse_and_fail_clearly():
 def test_unknown_dataset_and_missing_imagenet_images():
     with pytest.raises(ValueError, match="unknown dataset 'cifar1000'"):
         CellScorer("nb201", "params", dataset="cifar1000")
-    with pytest.raises(FileNotFoundError, match="ImageNet16-120 images are not available"):
+    with pytest.raises(FileNotFoundError, match="imagenet16-120 images are not available"):
         CellScorer("nb201", "gradalign", dataset="imagenet16-120")
     # Synthetic-data proxies still work on ImageNet16-120 (16×16, 120 classes).
     row = score("nb201", 1, "intrain:batch_size=8;params", dataset="imagenet16-120")

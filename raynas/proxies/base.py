@@ -59,7 +59,8 @@ class ProxyDef:
     architecture alone (still defined for degenerate cells). ``per_sample_grads`` /
     ``bn_mode`` tell users what the proxy asks of a network (``raynas info`` shows them).
     ``shares`` names the products of the shared cross-entropy gradient pass
-    (:mod:`raynas.proxies.gradient_pass`) the proxy reads.
+    (:mod:`raynas.proxies.gradient_pass`) the proxy reads. ``class_outputs``: the proxy reads
+    the output as class logits (a softmax), so a regression or dense task refuses it.
     """
 
     name: str
@@ -73,6 +74,7 @@ class ProxyDef:
     per_sample_grads: bool = False
     bn_mode: str = "train"
     shares: frozenset[str] = frozenset()
+    class_outputs: bool = False
     description: str = ""
     diagnostics: tuple[str, ...] = ()
 
@@ -160,6 +162,15 @@ def forward_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     if logits.shape[0] > 1 and bool((logits.detach() == logits.detach()[:1]).all()):
         raise DegenerateNetwork("network output is identical for every input")
     return logits
+
+
+def probe_loss(outputs: torch.Tensor, batch: ProbeBatch) -> torch.Tensor:
+    """The loss a proxy differentiates: cross-entropy against the batch's labels, or, where
+    the batch has a float target (a regression or dense task), the mean squared error
+    against it (InTrain's rule for dense outputs)."""
+    if batch.targets is None:
+        return nn.functional.cross_entropy(outputs, batch.labels)
+    return nn.functional.mse_loss(outputs, batch.targets)
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 γ = Σ_ℓ log PR_ℓ over layer activations (participation ratio of the channel covariance),
 o = Σ_i min(1, std(g_i) / max|g_i|) over parameter gradients, from one forward and one
-backward on a Gaussian batch with random labels, BN in train mode.
+backward on a Gaussian batch with random labels, BN in train mode (cross-entropy; for a
+regression or dense output, the mean squared error against a N(0, 1) target of its shape, as
+the paper prescribes for dense outputs: :func:`raynas.proxies.base.probe_loss`).
 Spec and open choices: ``shared/docs/seed-proxies.md``; measured choices: docs/history.md.
 
 Rounding noise (``noise_tol``): some tensors' exact gradient is zero — a BN shift whose
@@ -24,11 +26,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from raynas.probes import ProbeBatch
-from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks, forward_logits
+from raynas.proxies.base import ProbeSpec, ProxyContext, ProxyDef, forward_hooks, forward_logits, probe_loss
 from raynas.proxies.segments import concat_segments, segment_sum
 
 LAYER_TYPES = {"conv_linear": (nn.Conv2d, nn.Linear), "conv": (nn.Conv2d,)}
@@ -167,7 +168,7 @@ def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: P
     # Before the backward, while autograd still holds the activations anyway.
     ratios = participation_ratios(activations, options.eps, options.dead_tol).to(logits.device)
     activations.clear()  # the PRs are all that is kept of them
-    F.cross_entropy(logits, batch.labels).backward()
+    probe_loss(logits, batch).backward()
 
     # Everything stays on the device until this one read-back.
     r = gradient_resilience(_grad_tensors(model, options.grad_params), noise_tol=options.noise_tol)

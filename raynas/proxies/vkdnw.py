@@ -198,6 +198,7 @@ PROXY = ProxyDef(
     headline="vkdnw_single",
     probe=lambda o: ProbeSpec("gaussian", o.batch_size, None),
     bn_mode="eval",
+    class_outputs=True,
     description="VKDNW: entropy of the Fisher spectrum's quantiles over one scalar per parameter tensor, "
                 "ranked after the tensor count (Gaussian batch; ensemble vkdnw_agg)",
 )
