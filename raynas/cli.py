@@ -202,6 +202,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def quantity(text: str) -> float:
+    """A count with an optional K/M/G suffix: ``450M``, ``1G``, ``3.5e6``."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(text.strip()[-1:].upper(), 1.0)
+    number = text.strip()[:-1] if scale != 1.0 else text.strip()
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a count (e.g. 450M, 1G, 3.5e6)") from None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -210,14 +220,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     from raynas.spaces import get_space
 
     space = get_space(args.space)
-    fitness = Fitness.parse(args.fitness, params_max=args.params_max, flops_max=args.flops_max)
+    # A pool search applies the FLOPs budget to structures, in the space's own count, before
+    # scoring; the other strategies to the scored flops column.
+    structural = args.strategy == "pool"
+    fitness = Fitness.parse(args.fitness, params_max=args.params_max, flops_max=None if structural else args.flops_max)
     if args.scores and args.out:
         raise ValueError("--scores (look scores up) and --out (score as it goes) are two ways; give one")
     if not args.scores and not args.out:
         raise ValueError("give --out DIR to score cells as the search goes, or --scores DIR|FILE to look them up")
     if args.scores:
         table, roles = _scores_table(args.scores)
-        if table.num_rows < len(space):  # fine to replay a search on its own cells; a new one may leave them
+        # Fine to replay a search on its own cells; a new one may leave them.
+        if getattr(space, "enumerable", True) and table.num_rows < len(space):
             logging.getLogger("raynas").warning(
                 "--scores %s holds %d of %s's %d cells: the search stops if it draws a cell outside them "
                 "(--out scores as it goes)", args.scores, table.num_rows, space.name, len(space))
@@ -230,7 +244,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     fitness = dataclasses.replace(fitness, lower_is_better=frozenset(lower_is_better(roles)))
     with scoring:
         state = run_search(args.strategy, space, evaluator, fitness, args.seed, n=args.n, budget=args.budget,
-                           population=args.population, sample_size=args.sample_size, generation=args.generation)
+                           population=args.population, sample_size=args.sample_size, generation=args.generation,
+                           flops_max=args.flops_max if structural else None, max_layers=args.max_layers)
     accuracy = accuracy_by_cell(space, args.dataset)
     best = state.best()
     history = history_table(state, space, accuracy)
@@ -294,7 +309,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
     """The flags ``score`` and ``search`` share: what to score on, and where (read by
     :func:`_run_options`)."""
-    parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    parser.add_argument("--dataset", choices=sorted(DATASETS),
+                        help="default: cifar10, or the space's first task (tnb101_micro: class_scene; mbv2: imagenet)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-actors", type=int)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
@@ -364,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="proxy-driven search: sample N cells, or regularized evolution")
     search.add_argument("space", help="nb201, nb101, a plugin's name or an import path")
-    search.add_argument("--strategy", choices=["sample", "evolution"], default="evolution")
+    search.add_argument("--strategy", choices=["sample", "evolution", "pool"], default="evolution",
+                        help="pool: Zen-NAS' population rules, for spaces grown from a structure (mbv2)")
     search.add_argument("--fitness", default="intrain",
                         help="a score column, or several joined by '+' for a rank combination (default: %(default)s)")
     search.add_argument("--n", type=int, default=100, help="sample: cells drawn (default: %(default)s)")
@@ -374,8 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--generation", type=int, default=10,
                         help="evolution: children scored together, one Ray batch (default: %(default)s)")
     search.add_argument("--seed", type=int, default=0, help="the search's seed (default: %(default)s)")
-    search.add_argument("--params-max", type=float, help="constraint: at most this many parameters")
-    search.add_argument("--flops-max", type=float, help="constraint: at most this many FLOPs (MACs)")
+    search.add_argument("--params-max", type=quantity, help="constraint: at most this many parameters (3.5M)")
+    search.add_argument("--flops-max", type=quantity, help="constraint: at most this many FLOPs (MACs; pool: the "
+                        "space's own count of each structure, e.g. 450M for mbv2)")
+    search.add_argument("--max-layers", type=int, help="pool: at most this many layers (default: the space's, 14 "
+                        "for mbv2)")
     _add_scoring_flags(search)
     search.add_argument("--scores", help="look fitness up in a results directory or exported file")
     search.add_argument("--out", help="score cells as the search goes, into this resumable results directory")
@@ -434,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     _interrupt_on_sigterm()
     try:
+        if hasattr(args, "dataset") and args.dataset is None and hasattr(args, "space"):
+            from raynas.spec import default_dataset
+
+            args.dataset = default_dataset(args.space)
         return args.func(args)
     except KeyboardInterrupt:
         _shutdown_embedded_ray()

@@ -48,6 +48,9 @@ TNB101_TASKS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("autoencoder", 3, 256, *NO_IMAGES, None, "pixels", "tnb101_micro"),
 )}
 DATASETS.update(TNB101_TASKS)
+# ImageNet-1k's shape, for the mbv2 space (its networks are the peers' ImageNet models); no images.
+DATASETS["imagenet"] = DatasetInfo("imagenet", 1000, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None,
+                                   "classes", "mbv2")
 
 
 def _key(name: str) -> str:

@@ -12,6 +12,14 @@ Two strategies:
   sequential algorithm. ``budget`` counts distinct cells scored: a child already scored
   reuses its fitness and costs nothing.
 
+* ``pool`` — the population rules of Zen-NAS' ``evolution_search.py`` (which ZiCo, AZ-NAS
+  and InTrain-NAS search with), for spaces that grow from an initial structure (``mbv2``):
+  while the pool has at most ten members, a child is the initial structure with one block
+  mutated, then a random member with two; a child over the space's structural budget
+  (``flops_max`` in the space's own count, ``max_layers``) is dropped before it is scored;
+  the pool keeps the ``population`` fittest (the first of equals leaves first). Children
+  are made ``generation`` at a time from the same pool.
+
 Cells are scored by an evaluator: a scored table (lookup, for repeated studies) or the Ray
 actor pool (:mod:`raynas.distributed.search_scoring`). The search is a deterministic
 function of its seed and the cells' scores, so a killed search resumes by replaying it:
@@ -30,7 +38,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-STRATEGIES = ("sample", "evolution")
+STRATEGIES = ("sample", "evolution", "pool")
+POOL_SEEDING = 10  # Zen-NAS: mutate the initial structure while the pool has at most this many members
+MAX_DROPPED = 100_000  # children over budget in a row before a pool search gives up
 # Defaults named in docs/search.md.
 DEFAULT_POPULATION, DEFAULT_SAMPLE_SIZE, DEFAULT_GENERATION = 10, 3, 10
 
@@ -213,10 +223,67 @@ def evolution_search(space: Any, evaluator: Evaluator, fitness: Fitness, budget:
     return state
 
 
+def pool_search(space: Any, evaluator: Evaluator, fitness: Fitness, budget: int, seed: int,
+                population: int = 512, generation: int = DEFAULT_GENERATION, flops_max: float | None = None,
+                max_layers: int | None = None,
+                on_generation: Callable[[SearchState], None] | None = None) -> SearchState:
+    """Zen-NAS' population rules (see the module doc); ``budget`` counts distinct cells scored."""
+    for needed in ("initial", "mutate", "structure_flops", "layers"):
+        if not callable(getattr(space, needed, None)):
+            raise ValueError(f"space {space.name!r} defines no {needed}(); --strategy pool needs a space that grows "
+                             "from an initial structure (mbv2)")
+    if population < 1 or generation < 1 or budget < 1:
+        raise ValueError(f"--population, --generation and --budget must be at least 1 "
+                         f"(got {population}, {generation}, {budget})")
+    rng = np.random.default_rng(seed)
+    initial = space.initial()
+    state = SearchState(fitness)
+    pool: list[int] = []
+    dropped = stalled = 0
+    while len(state.order) < budget:
+        before = len(state.order)
+        children: list[int] = []
+        while len(children) < min(generation, budget - len(state.order)):
+            if len(pool) <= POOL_SEEDING:
+                child = space.mutate(initial, rng, replaces=1)
+            else:
+                child = space.mutate(pool[int(rng.integers(len(pool)))], rng, replaces=2)
+            if ((max_layers is not None and space.layers(child) > max_layers)
+                    or (flops_max is not None and space.structure_flops(child) > flops_max)):
+                dropped += 1
+                if dropped >= MAX_DROPPED:
+                    raise ValueError(f"{MAX_DROPPED} children in a row were over the budget (FLOPs <= {flops_max}, "
+                                     f"layers <= {max_layers}); is the initial structure itself over it?")
+                continue
+            dropped = 0
+            children.append(child)
+        _score(evaluator, state, children)
+        pool.extend(children)
+        if len(pool) > population:
+            values = list(state.values(pool))
+            while len(pool) > population:
+                weakest = int(np.argmin(values))  # the first of equals, as list.index(min) picks it
+                del pool[weakest], values[weakest]
+        if on_generation:
+            on_generation(state)
+        stalled = stalled + 1 if len(state.order) == before else 0
+        if stalled >= 1000:
+            break
+    return state
+
+
 def run_search(strategy: str, space: Any, evaluator: Evaluator, fitness: Fitness, seed: int, *, n: int = 100,
                budget: int = 100, population: int = DEFAULT_POPULATION, sample_size: int = DEFAULT_SAMPLE_SIZE,
-               generation: int = DEFAULT_GENERATION,
+               generation: int = DEFAULT_GENERATION, flops_max: float | None = None, max_layers: int | None = None,
                on_generation: Callable[[SearchState], None] | None = None) -> SearchState:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy != "pool" and not getattr(space, "enumerable", True):
+        raise ValueError(f"{space.name} has no enumeration to draw cells from: use --strategy pool")
+    if strategy == "pool":
+        max_layers = max_layers if max_layers is not None else getattr(space, "max_layers", None)
+        return pool_search(space, evaluator, fitness, budget, seed, population, generation, flops_max, max_layers,
+                           on_generation)
     if strategy == "sample":
         return sample_search(space, evaluator, fitness, n, seed, on_generation=on_generation)
     if strategy == "evolution":

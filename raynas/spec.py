@@ -99,4 +99,11 @@ def bind_dataset(space: SearchSpace, dataset: DatasetInfo) -> SearchSpace:
     if dataset.name not in tasks:
         raise ValueError(f"space {space.name} scores its own tasks ({', '.join(tasks)}), not dataset "
                          f"{dataset.name!r}: pass one as the dataset")
-    return space.for_dataset(dataset.name)
+    return space.for_dataset(dataset.name) if hasattr(space, "for_dataset") else space
+
+
+def default_dataset(space: str | SearchSpace) -> str:
+    """The dataset a request without one scores on: CIFAR-10, or the first of the space's own
+    tasks where it has them (TransNAS-Bench-101, mbv2)."""
+    tasks = getattr(find_space(space)[0], "datasets", None)
+    return tasks[0] if tasks else "cifar10"

@@ -89,9 +89,10 @@ class ShardScorer:
 
         if self.setup_error is not None:
             raise WorkerSetupError(self.setup_error)
-        cells = [int(c) for c in cells]
+        # Indices, or structure strings for a space without an enumeration (cell_payload).
+        cells = [c if isinstance(c, str) else int(c) for c in cells]
         start = time.perf_counter()
-        name = part_name(cells)
+        name = part_name([self.scorer.space.index_of(c) for c in cells])
         rows, errors = [], 0
         for row in self.scorer.iter_scores(cells):
             rows.append(row)

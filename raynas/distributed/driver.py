@@ -23,6 +23,7 @@ from raynas.precision import DEFAULT_PRECISION
 from raynas.results import (ResultsDir, check_or_write_run_config, clean_temporaries, drop_replaced_rows,
                             drop_superseded_error_rows)
 from raynas.spaces import SearchSpace, get_space
+from raynas.spaces.base import cell_payload
 from raynas.spec import ScoringSpec
 from raynas.lock import Lease
 from raynas.storage import Store, open_store
@@ -225,11 +226,11 @@ def check_gpus_per_actor(value: float | None) -> None:
         raise ValueError(f"--num-gpus-per-actor must be in (0, 1] or a whole number, got {value:g}")
 
 
-def calibration_cell(space: SearchSpace, todo: Sequence[int]) -> int:
+def calibration_cell(space: SearchSpace, todo: Sequence[int]) -> int | str:
     """The cell to measure an actor's GPU footprint on: the space's heaviest if it names
     one, else the first cell to score."""
     heaviest = getattr(space, "heaviest_cell", None)
-    return heaviest() if callable(heaviest) else todo[0]
+    return cell_payload(space, heaviest() if callable(heaviest) else todo[0])
 
 
 def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, gpus: float, cpus: float,
@@ -338,7 +339,8 @@ class ScoringSession:
         opts = self.opts
         _connect(opts.address)
         plan = self._plan or _plan_actors(opts, todo, self.spec, self.config)
-        shards = split_into_shards(todo, plan.device, shard_size, plan.actors)
+        shards = [[cell_payload(self.spec.space, c) for c in shard]
+                  for shard in split_into_shards(todo, plan.device, shard_size, plan.actors)]
         if self._plan is None:
             plan = plan.for_shards(len(shards))
         opts.log.info("scoring %d cells in %d shards on %d %s actor(s)", len(todo), len(shards), plan.actors,
@@ -360,7 +362,7 @@ class ScoringSession:
         return written, progress, plan
 
     @contextmanager
-    def _on_ray_data(self, shards: list[list[int]], plan: ActorPlan):
+    def _on_ray_data(self, shards: list[list[int | str]], plan: ActorPlan):
         """(shard summaries, progress board) from a Ray Data actor pool of ``plan``'s size."""
         import ray
 
@@ -385,7 +387,7 @@ class ScoringSession:
             yield summaries.iter_rows, board
 
     @contextmanager
-    def _on_own_actors(self, shards: list[list[int]], plan: ActorPlan):
+    def _on_own_actors(self, shards: list[list[int | str]], plan: ActorPlan):
         """(shard summaries, no board) from this session's actors, started by its first call
         and kept for every later one."""
         import ray

@@ -35,7 +35,7 @@ class Footprint:
     cell: int
 
 
-def measure_footprint(config: dict[str, Any], cell: int) -> dict[str, Any]:
+def measure_footprint(config: dict[str, Any], cell: int | str) -> dict[str, Any]:
     """Score ``cell`` on this process's GPU and report its footprint (runs inside a Ray task
     holding one whole GPU, so that the GPU's used memory is this process's alone)."""
     import torch

@@ -27,8 +27,19 @@ def init_embedded_ray(num_cpus: int) -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+    for attempt in (1, 2):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+            return
+        except Exception as exc:  # noqa: BLE001 — Ray raises a bare Exception for this
+            # Ray waits a fixed 30 s for its raylet to register; on a machine busy with other
+            # work that can pass with nothing wrong. Once more, then the error stands.
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            logging.getLogger("raynas.driver").warning("the embedded Ray did not start within Ray's 30 s "
+                                                       "(a busy machine?); starting it once more")
+            ray.shutdown()
 
 
 @contextlib.contextmanager

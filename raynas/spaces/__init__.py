@@ -1,6 +1,6 @@
 """Search spaces by name. Spaces are created on request; nothing registers itself on import.
 
-A name is a built-in (``nb201``, ``nb101``, ``nb_macro``, ``darts``, ``tnb101_micro``), else an entry point of an installed package
+A name is a built-in (``nb201``, ``nb101``, ``nb_macro``, ``darts``, ``tnb101_micro``, ``mbv2``), else an entry point of an installed package
 (group ``raynas.spaces``), else an import path to a space object, or to a class or function
 that makes one without arguments (``my_pkg.spaces.TINY``).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from raynas.spaces.base import GroundTruth, SearchSpace
 
-SPACE_NAMES = ("nb201", "nb101", "nb_macro", "darts", "tnb101_micro")
+SPACE_NAMES = ("nb201", "nb101", "nb_macro", "darts", "tnb101_micro", "mbv2")
 
 
 def get_space(name: str | SearchSpace) -> SearchSpace:
@@ -45,6 +45,10 @@ def find_space(name: str | SearchSpace) -> tuple[SearchSpace, dict | None]:
         from raynas.spaces.tnb101 import TNB101MicroSpace
 
         return TNB101MicroSpace(), None
+    if key in ("mbv2", "mobilenetv2"):
+        from raynas.spaces.mbv2 import MBV2Space
+
+        return MBV2Space(), None
     obj, source = find_plugin(SPACE_GROUP, name, "search space", list(SPACE_NAMES), "my_pkg.spaces.SPACE")
     return _as_space(obj, name), source
 

@@ -66,3 +66,9 @@ def check_index(space: str, index: object, size: int) -> int:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
         raise ValueError(f"{space} index {index!r} out of range: must be an int in [0, {size})")
     return index
+
+
+def cell_payload(space: SearchSpace, index: int) -> int | str:
+    """What a cell travels to a scoring worker as: its index, or, for a space without an
+    enumeration (``enumerable = False``: the index only names a structure), its string."""
+    return index if getattr(space, "enumerable", True) else space.arch_str(index)
