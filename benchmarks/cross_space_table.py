@@ -11,7 +11,11 @@ columns are there). Suite-Zero's rows come from the project's exports of NASLib'
 (``nb201/``, ``nb301/``, ``tnb101/`` under ``RAYNAS_DATA_DIR``): each proxy's τ against the
 accuracy stored beside it, on the cells it was computed on (NaN and Suite-Zero's −1e8
 failure value ranked last; its NB201 file covers CIFAR-10 and ImageNet16-120, 9,445 cells
-each). τ is printed to three decimals; "–" where a proxy was not run.
+each; TransNAS-Bench-101 micro's proxies are ranked against the ground truth raynas ships —
+the same metric from NASLib's later export, which differs from the ``val_accuracy`` stored
+beside the proxies by up to 6.7 points on class_scene (correlation 0.997) —, so that both
+rows are judged by one truth; ``--same-cells``: only the cells of raynas' own column of the same name). τ is printed
+to three decimals; "–" where a proxy was not run.
 """
 
 from __future__ import annotations
@@ -30,32 +34,38 @@ SUITE_ZERO_PROXIES = ("synflow", "grasp", "fisher", "grad_norm", "snip", "jacov"
 TNB101_TASKS = ("class_scene", "class_object", "jigsaw", "room_layout", "segmentsemantic", "normal", "autoencoder")
 
 
-def suite_zero_columns(root: Path) -> dict[str, dict[str, float]]:
-    """{space/task column: {proxy: τ}} from Suite-Zero's exported files."""
+def suite_zero_columns(root: Path, cells_of: dict[str, set[int]] | None = None) -> dict[str, dict[str, float]]:
+    """{space/task column: {proxy: τ}} from Suite-Zero's exported files; where ``cells_of``
+    names a column's cells (raynas' own scoring of it), on those cells only."""
+    from raynas.spaces import get_space
+
     columns: dict[str, dict[str, float]] = {}
 
-    def add(name: str, table, accuracy: list[float]) -> None:
+    def add(name: str, table, accuracy: list[float], index: list[int]) -> None:
+        keep = [cells_of is None or name not in cells_of or i in cells_of[name] for i in index]
         columns[name] = {}
         for proxy in SUITE_ZERO_PROXIES:
             if proxy in table.column_names:
                 scores = [math.nan if v is None or v <= -1e7 else v for v in table.column(proxy).to_pylist()]
-                columns[name][proxy] = rank_correlation(scores, accuracy)["kendall_tau"]
+                columns[name][proxy] = rank_correlation([v for v, k in zip(scores, keep) if k],
+                                                        [a for a, k in zip(accuracy, keep) if k])["kendall_tau"]
 
     nb201 = root / "nb201" / "peer_scores_suite_zero.parquet"
     if nb201.is_file():
-        from raynas.spaces import get_space
-
         truth = get_space("nb201").ground_truth()
         table = pq.read_table(nb201)
         datasets = table.column("dataset").to_pylist()
         for dataset in truth.accuracy_of:
             part = table.filter([d == dataset for d in datasets])
             by_cell = truth.by_cell(dataset)
-            add(f"nb201-{dataset}", part, [by_cell.get(i, math.nan) for i in part.column("index").to_pylist()])
+            index = part.column("index").to_pylist()
+            add(f"nb201-{dataset}", part, [by_cell.get(i, math.nan) for i in index], index)
     nb301 = root / "nb301" / "peer_scores_suite_zero.parquet"
     if nb301.is_file():
         table = pq.read_table(nb301)
-        add("darts", table, table.column("val_accuracy").to_pylist())
+        darts = get_space("darts")
+        add("darts", table, table.column("val_accuracy").to_pylist(),
+            [darts.index_of(a) for a in table.column("arch").to_pylist()])
     for kind in ("micro", "macro"):
         path = root / "tnb101" / f"peer_scores_suite_zero_{kind}.parquet"
         if path.is_file():
@@ -63,8 +73,21 @@ def suite_zero_columns(root: Path) -> dict[str, dict[str, float]]:
             tasks = table.column("task").to_pylist()
             for task in TNB101_TASKS:
                 part = table.filter([t == task for t in tasks])
-                add(f"tnb101_{kind}-{task}", part, part.column("val_accuracy").to_pylist())
+                if kind == "micro":  # against raynas' ground truth, the one its own rows use (see the doc)
+                    micro = get_space("tnb101_micro")
+                    index = [micro.index_of(a) for a in part.column("arch").to_pylist()]
+                    by_cell = micro.ground_truth().by_cell(task)
+                    add(f"tnb101_micro-{task}", part, [by_cell[i] for i in index], index)
+                else:
+                    add(f"tnb101_macro-{task}", part, part.column("val_accuracy").to_pylist(), list(range(part.num_rows)))
     return columns
+
+
+def cells_of_source(source: str) -> set[int]:
+    from raynas.analysis import scores_and_run
+
+    table, _ = scores_and_run(source)
+    return set(table.column("index").to_pylist())
 
 
 def our_column(source: str) -> dict[str, float]:
@@ -101,6 +124,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ours", action="append", default=[], metavar="COLUMN=SOURCE")
     ap.add_argument("--no-peers", action="store_true", help="only raynas' own columns")
+    ap.add_argument("--same-cells", action="store_true",
+                    help="Suite-Zero's τ on the cells raynas scored (for a column raynas scored part of)")
     ap.add_argument("--only", action="append", default=[], metavar="PREFIX",
                     help="only the columns whose name starts with PREFIX (repeatable), e.g. tnb101_micro")
     args = ap.parse_args()
@@ -111,7 +136,9 @@ def main() -> None:
             raise SystemExit(f"--ours {spec!r}: expected COLUMN=SOURCE")
         ours[name] = our_column(source)
     root = Path(os.environ.get("RAYNAS_DATA_DIR", "../shared/data"))
-    peers = {} if args.no_peers else suite_zero_columns(root)
+    sources = dict(spec.partition("=")[::2] for spec in args.ours)
+    cells = {name: cells_of_source(source) for name, source in sources.items()} if args.same_cells else None
+    peers = {} if args.no_peers else suite_zero_columns(root, cells)
     if args.only:
         keep = lambda name: name.startswith(tuple(args.only))  # noqa: E731
         ours, peers = {k: v for k, v in ours.items() if keep(k)}, {k: v for k, v in peers.items() if keep(k)}
