@@ -16,6 +16,11 @@ into the git-ignored ``.baseline/``) come from the same run, side by side:
     RAYNAS_DATA_DIR=../shared/data python benchmarks/overhead.py --baseline bda6610
     RAYNAS_DATA_DIR=../shared/data python benchmarks/overhead.py --proxies intrain --gpu-code-path
     python benchmarks/overhead.py --json overhead.json      # this checkout only
+    python benchmarks/overhead.py --fused 1,8,32,128 --gpu-code-path   # InTrain: fused vs per cell
+
+``--fused``: InTrain (tiny probe) on K NB201 cells scored in one fused pass
+(``CellScorer(cells_per_pass=K)``) beside the same K cells scored one by one, in the same
+process: aten calls and host syncs per cell and per pass, and seconds per cell.
 
 Each version runs in a subprocess of its own (one torch thread), so neither warms the other.
 """
@@ -135,6 +140,55 @@ def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) 
     return result
 
 
+def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict:
+    """InTrain per cell and fused, on the same non-degenerate cells, for each K."""
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from raynas.scoring import CellScorer
+    from raynas.spaces import get_space
+
+    torch.set_num_threads(1)
+    if gpu_code_path:
+        use_gpu_code_path()
+    space = get_space("nb201")
+    pool = [int(c) for c in np.random.default_rng(0).permutation(len(space)) if not space.is_degenerate(int(c))]
+    spec = TINY["intrain"][0]
+    result: dict = {"spec": spec, "k": {}}
+    for k in ks:
+        cells = pool[:k]
+        entry = {}
+        for path, per_pass in (("per_cell", None), ("fused", k)):
+            scorer = CellScorer("nb201", spec, device=device, measure_memory=False, cells_per_pass=per_pass)
+            list(scorer.iter_scores(pool[-k:]))  # warm-up on other cells
+            start = time.perf_counter()
+            list(scorer.iter_scores(cells))
+            seconds = time.perf_counter() - start
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                list(scorer.iter_scores(cells))
+            aten = [e for e in prof.events() if e.name.startswith("aten::")]
+            entry[path] = {"aten_per_cell": len(aten) / k, "top_level_per_cell": sum(map(_top_level, aten)) / k,
+                           "syncs_per_pass": sum(e.name == "aten::_local_scalar_dense" for e in aten) / (1 if per_pass else k),
+                           "seconds_per_cell": seconds / k}
+        result["k"][k] = entry
+    return result
+
+
+def fused_table(result: dict) -> str:
+    lines = [f"InTrain ({result['spec']}), NB201, one thread: per cell → fused",
+             f"{'K':>4s} {'aten/cell':>22s} {'top-level aten/cell':>22s} {'syncs/pass (fused)':>19s} {'ms/cell':>20s}"]
+    for k, e in result["k"].items():
+        a, b = e["per_cell"], e["fused"]
+
+        def pair(key: str, scale: float = 1.0) -> str:
+            return f"{a[key] * scale:,.0f} → {b[key] * scale:,.0f} ({a[key] / b[key]:.1f}×)"
+
+        lines.append(f"{k:>4} {pair('aten_per_cell'):>22s} {pair('top_level_per_cell'):>22s} "
+                     f"{b['syncs_per_pass']:>19.0f} {pair('seconds_per_cell', 1000):>20s}")
+    return "\n".join(lines)
+
+
 def run_version(pythonpath: Path, proxies: list[str], device: str | None, gpu_code_path: bool = False) -> dict:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     cmd = [sys.executable, __file__, "--worker", "--proxies", ",".join(proxies)] + (["--device", device] if device else [])
@@ -177,8 +231,15 @@ def main() -> None:
     ap.add_argument("--json", help="write every figure here")
     ap.add_argument("--gpu-code-path", action="store_true",
                     help="measure this checkout on the code paths it takes on a GPU (the baseline has one path)")
+    ap.add_argument("--fused", help="comma-separated K: InTrain fused K cells per pass vs per cell (this checkout)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fused:
+        result = fused_worker([int(k) for k in args.fused.split(",")], args.device, args.gpu_code_path)
+        print(fused_table(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return
     proxies = [p for p in args.proxies.split(",") if p]
     if args.worker:
         print(json.dumps(worker(proxies, args.device, args.gpu_code_path)))

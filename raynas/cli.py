@@ -135,7 +135,7 @@ def _run_options(args: argparse.Namespace, **specific) -> RunOptions:
 
     return RunOptions(space=args.space, out=args.out, dataset=args.dataset, device=args.device,
                       max_actors=args.max_actors, address=args.address, progress_interval_s=args.progress_interval,
-                      **specific)
+                      cells_per_pass=args.cells_per_pass, **specific)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -315,6 +315,8 @@ def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-actors", type=int)
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     parser.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
+    parser.add_argument("--cells-per-pass", type=int, help="score this many cells in one fused pass where a proxy "
+                        "has a fused path (NB201 InTrain; default: chosen per device); scores do not change")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,22 +110,28 @@ class CellScorer:
         measure_memory: bool = True,
         threads: int | None = None,
         precision: str = DEFAULT_PRECISION,
+        cells_per_pass: int | None = None,
     ):
         """``threads``: torch's CPU threads, process-wide (None: the cores not busy now, see
         :func:`cpu_threads_now`; the Ray actors pass their CPUs). On a GPU it only sets
-        the host threads. ``precision``: float32, or float64 (:mod:`raynas.precision`)."""
-        self._setup(ScoringSpec.resolve(space, proxies, dataset, seed, precision), device, measure_memory, threads)
+        the host threads. ``precision``: float32, or float64 (:mod:`raynas.precision`).
+        ``cells_per_pass``: :meth:`iter_scores` scores this many cells in one fused pass
+        where a proxy and space allow it (:mod:`raynas.fused`; a number forces it, even 1);
+        None chooses per device (:func:`auto_cells_per_pass`). It never changes what a cell
+        scores beyond rounding, so runs do not record it."""
+        self._setup(ScoringSpec.resolve(space, proxies, dataset, seed, precision), device, measure_memory, threads,
+                    cells_per_pass)
 
     @classmethod
     def from_spec(cls, spec: ScoringSpec, device: str | torch.device | None = None, measure_memory: bool = True,
-                  threads: int | None = None) -> CellScorer:
+                  threads: int | None = None, cells_per_pass: int | None = None) -> CellScorer:
         """A scorer for a resolved spec (the actors' path: the spec a run recorded)."""
         scorer = cls.__new__(cls)
-        scorer._setup(spec, device, measure_memory, threads)
+        scorer._setup(spec, device, measure_memory, threads, cells_per_pass)
         return scorer
 
     def _setup(self, spec: ScoringSpec, device: str | torch.device | None, measure_memory: bool,
-               threads: int | None) -> None:
+               threads: int | None, cells_per_pass: int | None = None) -> None:
         self.spec = spec
         self.measure_memory = measure_memory
         self.space = spec.space
@@ -141,6 +147,12 @@ class CellScorer:
             # reads the signs of small gradients. These kernels are launch-bound anyway.
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
+        if cells_per_pass is not None and cells_per_pass < 1:
+            raise ValueError(f"cells_per_pass must be at least 1, got {cells_per_pass}")
+        # An explicit size forces the fused path (even of one cell); auto fuses where it pays.
+        self.cells_per_pass = cells_per_pass or auto_cells_per_pass(self.device)
+        fuse = cells_per_pass is not None or self.cells_per_pass > 1
+        self.fused_proxies = [cp for cp in self.proxies if fusable(self.space, cp)] if fuse else []
         # Probes are built up front: a missing dataset fails here, before any cell is scored.
         self._probes: dict[ProbeSpec, ProbeBatch | None] = {}
         self._shared_needs: dict[ProbeSpec, frozenset[str]] = {}
@@ -171,6 +183,22 @@ class CellScorer:
     def score(self, arch: int | str) -> dict[str, Any]:
         """One row for one cell; proxy failures become NaN plus status/error, never raise."""
         index = self.space.index_of(arch)
+        model, initial, seconds = self._build(index)
+        return self._score_built(index, model, initial, seconds)
+
+    def _build(self, index: int) -> tuple[torch.nn.Module, InitialState, float]:
+        """The cell's network from its seed (and its initial state), and the seconds it took."""
+        with measured(self.device, memory=False) as build:
+            with seeded(derive_seed(self.seed, self.space.name, index)):
+                model = self.space.build(index, self.dataset.num_classes)
+            model.to(self.device, self.spec.dtype)
+            initial = InitialState(model)
+        return model, initial, build.seconds
+
+    def _score_built(self, index: int, model: torch.nn.Module, initial: InitialState, build_seconds: float,
+                     skip: Sequence[ConfiguredProxy] = ()) -> dict[str, Any]:
+        """The row of a built cell, every proxy but those in ``skip`` scored (a fused pass
+        fills them in)."""
         row: dict[str, Any] = dict.fromkeys(self.columns, math.nan)
         row.update(space=self.space.name, index=index, arch=self.space.arch_str(index),
                    dataset=self.dataset.name, seed=self.seed, device=str(self.device),
@@ -180,15 +208,10 @@ class CellScorer:
             row["status"] = STATUS_DEGENERATE
         errors: list[str] = []
         cell_seed = derive_seed(self.seed, self.space.name, index)
-        with measured(self.device, memory=False) as build:
-            with seeded(cell_seed):
-                model = self.space.build(index, self.dataset.num_classes)
-            model.to(self.device, self.spec.dtype)
-            initial = InitialState(model)
-        row[BUILD_TIME_COLUMN] = build.seconds
+        row[BUILD_TIME_COLUMN] = build_seconds
         shared: dict = {}  # one cell's reusable work (the shared gradient pass)
         for i, cp in enumerate(self.proxies):
-            if degenerate and not cp.proxy.structural:
+            if (degenerate and not cp.proxy.structural) or cp in skip:
                 continue
             if i:
                 initial.restore()
@@ -210,15 +233,70 @@ class CellScorer:
                 logger.exception("cell %d: proxy %s failed", index, cp.label)
                 self._release()
         row["error"] = "; ".join(errors)
-        del model, initial
         return row
 
     def iter_scores(self, cells: Iterable[int | str]) -> Iterator[dict[str, Any]]:
-        """Rows for many cells, in order; the plain-Python path the Ray actors share."""
-        for n, cell in enumerate(cells, start=1):
-            yield self.score(cell)
-            if n % 50 == 0:
-                self._release()
+        """Rows for many cells, in order; the plain-Python path the Ray actors share. With
+        fusable proxies on the fused path, cells go ``cells_per_pass`` at a time."""
+        if not self.fused_proxies:
+            for n, cell in enumerate(cells, start=1):
+                yield self.score(cell)
+                if n % 50 == 0:
+                    self._release()
+            return
+        chunk: list[int | str] = []
+        for cell in cells:
+            chunk.append(cell)
+            if len(chunk) == self.cells_per_pass:
+                yield from self._score_fused(chunk)
+                chunk = []
+        if chunk:
+            yield from self._score_fused(chunk)
+
+    def _score_fused(self, cells: Sequence[int | str]) -> list[dict[str, Any]]:
+        """Rows of a few cells: the fusable proxies in one pass over all of them, the others
+        cell by cell (each proxy still starts from the cell's initial weights)."""
+        from raynas.fused import fused_scores
+
+        indices = [self.space.index_of(c) for c in cells]
+        built = [self._build(i) for i in indices]
+        rows = [self._score_built(i, m, init, secs, skip=self.fused_proxies)
+                for i, (m, init, secs) in zip(indices, built)]
+        for _model, initial, _ in built:
+            initial.restore()
+        for cp in self.fused_proxies:
+            live = [k for k, i in enumerate(indices) if not self.space.is_degenerate(i)]
+            if not live:
+                continue
+            try:
+                with measured(self.device, self.measure_memory) as m:
+                    values = fused_scores(cp, [built[k][0] for k in live], self._probes[cp.probe_spec()])
+            except Exception as exc:  # noqa: BLE001 — as a per-cell failure: these cells' rows say so
+                logger.exception("cells %s: fused proxy %s failed", [indices[k] for k in live], cp.label)
+                values = [exc] * len(live)
+            for k, value in zip(live, values):
+                self._fill(rows[k], cp, value, m.seconds / len(live), m.peak_mb)
+            for k in live:
+                built[k][1].restore()
+        del built
+        self._release()
+        return rows
+
+    def _fill(self, row: dict[str, Any], cp: ConfiguredProxy, value: Any, seconds: float, peak_mb: float) -> None:
+        """One fused proxy's result into a row: components, or the status the per-cell path
+        would give (a pass's time is shared equally; its peak memory is the whole pass's)."""
+        if isinstance(value, DegenerateNetwork) or value is None:
+            if row["status"] != STATUS_ERROR:
+                row["status"] = STATUS_DEGENERATE
+            message = f"{cp.label}: {value or DegenerateNetwork('network output is identical for every input')}"
+        elif isinstance(value, Exception):
+            row["status"] = STATUS_ERROR
+            message = f"{cp.label}: {type(value).__name__}: {value}"
+        else:
+            row.update(zip(cp.columns, (float(value[c]) for c in cp.proxy.components)))
+            row.update(zip(measure_columns(cp.label), (seconds, peak_mb)))
+            return
+        row["error"] = "; ".join(filter(None, [row["error"], message]))
 
     # -- helpers ------------------------------------------------------------------------
     def _make_probe(self, spec: ProbeSpec) -> ProbeBatch | None:
@@ -240,6 +318,20 @@ class CellScorer:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def auto_cells_per_pass(device: torch.device) -> int:
+    """Cells per fused pass when not told: 1 (the per-cell path) on every device for now.
+    On this project's CPU the fused NB201 pass is slower than cell by cell
+    (``benchmarks/overhead.py``); on a GPU, where it saves launches, the choice waits for the
+    GPU suite's measurement (docs/results.md). ``cells_per_pass`` forces a size."""
+    return 1
+
+
+def fusable(space: SearchSpace, cp: ConfiguredProxy) -> bool:
+    from raynas.fused import FUSABLE
+
+    return (space.name, cp.proxy.name) in FUSABLE
 
 
 def score(

@@ -24,21 +24,23 @@ class ShardScorer:
     """``__call__({"cells": [[...]]}) -> {"part": [...], "cells": [...], ...}`` (batch of 1)."""
 
     def __init__(self, config: dict[str, Any], device: str, out: str, threads: int = 1, progress: Any = None,
-                 lease_id: str | None = None):
+                 lease_id: str | None = None, cells_per_pass: int | None = None):
         """``config``: the run's recorded spec (``_raynas_run.json``), which this actor
         builds its scorer from. ``lease_id``: the driver's lease on ``out``, which this
-        actor must see (else its node does not share the directory)."""
+        actor must see (else its node does not share the directory). ``cells_per_pass``:
+        the scorer's (None: chosen per device); it changes no score, so no record has it."""
         self.progress = progress  # a ProgressBoard actor, told of every cell (None: nobody asks)
         # A failure here (missing data, another probe file than the driver's) is the run's,
         # not a crash: it is kept and raised by the first shard as an ordinary error, which
         # stops the run with its cause. Raised here, Ray would restart the actor four times.
         self.setup_error: str | None = None
         try:
-            self._setup(config, device, out, threads, lease_id)
+            self._setup(config, device, out, threads, lease_id, cells_per_pass)
         except Exception as exc:  # noqa: BLE001 — reported by __call__
             self.setup_error = f"{type(exc).__name__}: {exc}"
 
-    def _setup(self, config: dict[str, Any], device: str, out: str, threads: int, lease_id: str | None) -> None:
+    def _setup(self, config: dict[str, Any], device: str, out: str, threads: int, lease_id: str | None,
+               cells_per_pass: int | None = None) -> None:
         import socket
 
         import torch
@@ -63,7 +65,7 @@ class ShardScorer:
         # The recorded spec, not the user's request strings: a plugin the worker cannot
         # import fails here, naming its module.
         spec = ScoringSpec.from_config(config)
-        self.scorer = CellScorer.from_spec(spec, device=device, threads=max(1, threads))
+        self.scorer = CellScorer.from_spec(spec, device=device, threads=max(1, threads), cells_per_pass=cells_per_pass)
         own = self.scorer.config()
         if own != config:
             # E.g. a worker node resolving another probe file than the driver did.

@@ -54,6 +54,7 @@ class RunOptions:
     progress_interval_s: float = 10.0
     retry_errors: bool = False  # rescore the cells whose row is an error row, replacing it
     gpu_wait_s: float = 600.0  # --device cuda on a cluster with no GPU yet: how long to wait for one
+    cells_per_pass: int | None = None  # fused scoring (raynas.fused): None chooses per device; changes no score
     log: logging.Logger = field(default=logger, repr=False)
 
     def spec(self) -> ScoringSpec:
@@ -269,6 +270,8 @@ class ScoringSession:
     def __init__(self, opts: RunOptions, persistent_actors: bool = False):
         self.opts, self.persistent_actors = opts, persistent_actors
         check_gpus_per_actor(opts.num_gpus_per_actor)
+        if opts.cells_per_pass is not None and opts.cells_per_pass < 1:
+            raise ValueError(f"--cells-per-pass must be at least 1, got {opts.cells_per_pass}")
         self.spec = opts.spec()
         self.config = self.spec.config()
         self.out = open_store(opts.out)
@@ -401,7 +404,7 @@ class ScoringSession:
                                                      memory=plan.memory_bytes, max_restarts=opts.max_restarts,
                                                      max_task_retries=opts.max_task_retries)
             self._actors = [remote.remote(self.config, plan.device, self.out.uri, int(opts.cpus_per_actor), None,
-                                          self.lease.id) for _ in range(plan.actors)]
+                                          self.lease.id, opts.cells_per_pass) for _ in range(plan.actors)]
             self._plan = plan
             opts.log.info("started %d %s scoring actor(s), kept for every later call", plan.actors,
                           plan.device.upper())
@@ -495,6 +498,7 @@ def _map_shards(dataset, opts: RunOptions, out: Store, plan: ActorPlan, config: 
         fn_constructor_kwargs={
             "config": config, "device": plan.device, "out": out.uri,
             "threads": int(opts.cpus_per_actor), "progress": board, "lease_id": lease_id,
+            "cells_per_pass": opts.cells_per_pass,
         },
         batch_size=1,
         compute=ActorPoolStrategy(min_size=1, max_size=plan.actors),

@@ -172,9 +172,22 @@ def compute(model: nn.Module, batch: ProbeBatch, options: InTrainOptions, ctx: P
 
     # Everything stays on the device until this one read-back.
     r = gradient_resilience(_grad_tensors(model, options.grad_params), noise_tol=options.noise_tol)
-    r = r.to(logits.device)
-    gamma, o, zero = torch.stack([ratios.log().sum(), r.sum(), (r == 0).sum().double()]).tolist()
-    n_layers = len(ratios)
+    return components(ratios, r.to(logits.device))
+
+
+def sums(ratios: torch.Tensor, resilience: torch.Tensor) -> torch.Tensor:
+    """(γ, o, zero-gradient tensors) on the device, not yet read back."""
+    return torch.stack([ratios.log().sum(), resilience.sum(), (resilience == 0).sum().double()])
+
+
+def components(ratios: torch.Tensor, resilience: torch.Tensor) -> dict[str, float]:
+    """InTrain's components from the layers' participation ratios and the gradient tensors'
+    resilience (the per-cell and the fused path, :mod:`raynas.fused.intrain`, share it)."""
+    return from_sums(sums(ratios, resilience).tolist(), len(ratios))
+
+
+def from_sums(values: list[float], n_layers: int) -> dict[str, float]:
+    gamma, o, zero = values
     return {
         "gamma": gamma,
         "o": o,

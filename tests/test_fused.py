@@ -1,0 +1,101 @@
+"""Fused scoring (issue 25): K NB201 cells in one pass give each cell the per-cell path's
+InTrain — in float64 to rounding, in float32 within the kernels' tolerances — whichever cells
+share the pass, degenerate cells and cells with dead edges included."""
+
+import math
+
+import numpy as np
+import pytest
+
+from raynas.scoring import CellScorer
+from raynas.spaces import get_space
+from tests.kernel_tolerances import FLOAT32
+
+SPACE = get_space("nb201")
+CHEAP = "intrain:batch_size=8,resolution=8;params"
+COMPONENTS = ("intrain", "gamma", "o", "L", "o_zero_tensors")
+
+
+def mixed_cells(n: int, seed: int) -> list[int]:
+    """``n`` cells: random ones, two degenerate ones, and 2000 (edges whose node never reaches
+    the output: computed, but without a gradient in the per-cell network)."""
+    degenerate = [i for i in range(200) if SPACE.is_degenerate(i)][:2]
+    rest = [int(c) for c in np.random.default_rng(seed).choice(len(SPACE), n, replace=False)]
+    return ([2000, *degenerate, *rest])[:n]
+
+
+def rows(cells, cells_per_pass=None, precision="float32"):
+    """Rows from the per-cell path (None) or the fused one (K cells per pass)."""
+    scorer = CellScorer("nb201", CHEAP, threads=1, precision=precision, cells_per_pass=cells_per_pass)
+    assert bool(scorer.fused_proxies) == (cells_per_pass is not None)
+    return list(scorer.iter_scores(cells))
+
+
+def relative(a: float, b: float) -> float:
+    return 0.0 if a == b else abs(a - b) / max(abs(a), abs(b))
+
+
+@pytest.mark.parametrize("k", [1, 4, 16])
+def test_fused_intrain_equals_the_per_cell_path_in_float64(k):
+    cells = mixed_cells(16, seed=k)
+    assert sum(SPACE.is_degenerate(c) for c in cells) >= 2
+    per_cell, fused = rows(cells, None, "float64"), rows(cells, k, "float64")
+    assert [r["index"] for r in fused] == cells
+    for a, b in zip(per_cell, fused):
+        assert (a["status"], a["error"]) == (b["status"], b["error"]), a["index"]
+        for c in COMPONENTS:
+            if math.isnan(a[c]):
+                assert math.isnan(b[c]) and a["status"] == "degenerate"
+            else:
+                assert relative(a[c], b[c]) <= 1e-9, (a["index"], c, a[c], b[c])
+        assert a["params"] == b["params"]
+
+
+def test_64_cells_in_one_float32_pass_agree_within_the_kernels_tolerances():
+    cells = mixed_cells(64, seed=64)
+    for a, b in zip(rows(cells), rows(cells, 64)):
+        assert a["status"] == b["status"]
+        for c in COMPONENTS:
+            if not math.isnan(a[c]):
+                assert relative(a[c], b[c]) <= FLOAT32[c][0], (a["index"], c, a[c], b[c])
+
+
+def test_a_cell_scores_the_same_whichever_cells_share_its_pass():
+    first = {r["index"]: r for r in rows([2000, 5, 17, 9000], 4, "float64")}
+    second = {r["index"]: r for r in rows([9000, 12, 2000, 15624], 4, "float64")}
+    for index in (2000, 9000):
+        for c in COMPONENTS:
+            assert relative(first[index][c], second[index][c]) <= 1e-9
+
+
+def test_cells_per_pass_must_be_positive():
+    with pytest.raises(ValueError, match="cells_per_pass must be at least 1"):
+        CellScorer("nb201", "intrain", cells_per_pass=0)
+    assert CellScorer("nb201", "intrain;params").cells_per_pass == 1  # auto: the per-cell path, for now
+    assert [cp.label for cp in CellScorer("nb201", "intrain;params", cells_per_pass=8).fused_proxies] == ["intrain"]
+
+
+def test_a_scoring_actor_scores_its_shard_in_fused_passes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from raynas.distributed.actor import ShardScorer
+    from raynas.spec import ScoringSpec
+
+    config = ScoringSpec.resolve("nb201", CHEAP, precision="float64").config()
+    actor = ShardScorer(config, "cpu", str(tmp_path), threads=1, cells_per_pass=3)
+    assert actor.setup_error is None and [cp.label for cp in actor.scorer.fused_proxies] == ["intrain"]
+    cells = mixed_cells(7, seed=1)
+    summary = actor.score_shard(cells)
+    written = {r["index"]: r for r in pq.read_table(tmp_path / summary["part"]).to_pylist()}
+    for a in rows(cells, None, "float64"):
+        b = written[a["index"]]
+        assert a["status"] == b["status"] and (math.isnan(a["intrain"]) or relative(a["intrain"], b["intrain"]) <= 1e-9)
+
+
+def test_a_bad_cells_per_pass_is_refused_before_any_work(tmp_path, capsys):
+    from raynas.cli import main
+
+    out = tmp_path / "run"
+    assert main(["score", "nb201", "--proxies", "params", "--cells-per-pass", "0", "--out", str(out), "--limit", "2"]) == 2
+    assert "--cells-per-pass must be at least 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
