@@ -264,20 +264,18 @@ class CellScorer:
                 for i, (m, init, secs) in zip(indices, built)]
         for _model, initial, _ in built:
             initial.restore()
-        for cp in self.fused_proxies:
-            live = [k for k, i in enumerate(indices) if not self.space.is_degenerate(i)]
-            if not live:
-                continue
+        live = [k for k, i in enumerate(indices) if not self.space.is_degenerate(i)]
+        if live:
             try:
                 with measured(self.device, self.measure_memory) as m:
-                    values = fused_scores(cp, [built[k][0] for k in live], self._probes[cp.probe_spec()])
+                    values = fused_scores(self.fused_proxies, [built[k][0] for k in live], self._probes)
             except Exception as exc:  # noqa: BLE001 — as a per-cell failure: these cells' rows say so
-                logger.exception("cells %s: fused proxy %s failed", [indices[k] for k in live], cp.label)
-                values = [exc] * len(live)
-            for k, value in zip(live, values):
-                self._fill(rows[k], cp, value, m.seconds / len(live), m.peak_mb)
-            for k in live:
-                built[k][1].restore()
+                logger.exception("cells %s: the fused pass failed", [indices[k] for k in live])
+                values = {cp.label: [exc] * len(live) for cp in self.fused_proxies}
+            # The pass's time is billed to the first fused proxy, as a shared per-cell pass is.
+            for n, cp in enumerate(self.fused_proxies):
+                for k, value in zip(live, values[cp.label]):
+                    self._fill(rows[k], cp, value, m.seconds / len(live) if n == 0 else 0.0, m.peak_mb)
         del built
         self._release()
         return rows

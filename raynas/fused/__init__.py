@@ -1,8 +1,10 @@
 """Fused scoring (issue 25): several cells' networks in one module, one pass for all.
 
 Which (space, proxy) pairs have a fused path, and the one entry point the scorer calls
-(:meth:`raynas.scoring.CellScorer.iter_scores` with ``cells_per_pass`` > 1). Everything else
-is scored cell by cell in the same scorer.
+(:meth:`raynas.scoring.CellScorer.iter_scores` on its fused path). Proxies that differentiate
+the same batch share one fused pass, as they share one pass per cell
+(:mod:`raynas.proxies.gradient_pass`). Everything else is scored cell by cell in the same
+scorer.
 """
 
 from __future__ import annotations
@@ -12,17 +14,36 @@ from collections.abc import Sequence
 from torch import nn
 
 from raynas.probes import ProbeBatch
-from raynas.proxies.base import ConfiguredProxy
+from raynas.proxies.base import ConfiguredProxy, ProbeSpec
 
-FUSABLE = frozenset({("nb201", "intrain")})
+FUSABLE = frozenset({("nb201", "intrain"), ("nb201", "grad_norm"), ("nb201", "snip")})
+WEIGHT_PRODUCTS = ("grad_norm", "snip")
 
 
-def fused_scores(cp: ConfiguredProxy, models: Sequence[nn.Module], batch: ProbeBatch) -> list[dict[str, float] | None]:
-    """Each model's components (None: its output ignores its input) from one fused pass."""
+def fused_scores(proxies: Sequence[ConfiguredProxy], models: Sequence[nn.Module],
+                 probes: dict[ProbeSpec, ProbeBatch]) -> dict[str, list[dict[str, float] | None]]:
+    """Per proxy label, each model's components (None: its output ignores its input), from
+    as few fused passes as the proxies' batches allow."""
+    from raynas.fused.baselines import fused_weight_products
     from raynas.fused.intrain import fused_intrain
     from raynas.fused.nb201 import FusedNB201
 
-    if cp.proxy.name != "intrain":
-        raise ValueError(f"no fused path for proxy {cp.proxy.name!r}")
-    fused = FusedNB201(models).to(batch.inputs.device, batch.inputs.dtype)
-    return fused_intrain(fused, batch, cp.options)
+    def build(batch: ProbeBatch) -> FusedNB201:
+        return FusedNB201(models).to(batch.inputs.device, batch.inputs.dtype)
+
+    out: dict[str, list[dict[str, float] | None]] = {}
+    shared: dict[ProbeSpec, list[ConfiguredProxy]] = {}
+    for cp in proxies:
+        if cp.proxy.name == "intrain":
+            batch = probes[cp.probe_spec()]
+            out[cp.label] = fused_intrain(build(batch), batch, cp.options)
+        elif cp.proxy.name in WEIGHT_PRODUCTS:
+            shared.setdefault(cp.probe_spec(), []).append(cp)
+        else:
+            raise ValueError(f"no fused path for proxy {cp.proxy.name!r}")
+    for spec, group in shared.items():
+        batch = probes[spec]
+        values = fused_weight_products(build(batch), batch, [cp.proxy.name for cp in group])
+        for cp in group:
+            out[cp.label] = [None if v is None else {cp.proxy.components[0]: v[cp.proxy.name]} for v in values]
+    return out
