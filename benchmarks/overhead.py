@@ -19,8 +19,10 @@ into the git-ignored ``.baseline/``) come from the same run, side by side:
     python benchmarks/overhead.py --fused 1,8,32,128 --gpu-code-path   # InTrain: fused vs per cell
 
 ``--fused``: InTrain (tiny probe) on K NB201 cells scored in one fused pass
-(``CellScorer(cells_per_pass=K)``) beside the same K cells scored one by one, in the same
-process: aten calls and host syncs per cell and per pass, and seconds per cell.
+(:func:`raynas.fused.fused_scores`, what ``CellScorer(cells_per_pass=K)`` runs) beside the
+same K networks scored one by one, in the same process: aten calls per cell, host syncs per
+pass (``.tolist()`` of a CPU tensor is invisible to the profiler: each path has one such
+read-back per pass or cell), and seconds per cell.
 
 Each version runs in a subprocess of its own (one torch thread), so neither warms the other.
 """
@@ -141,11 +143,16 @@ def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) 
 
 
 def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict:
-    """InTrain per cell and fused, on the same non-degenerate cells, for each K."""
+    """InTrain per cell and fused, on the same non-degenerate cells, for each K: the scoring
+    pass only (the networks are built first, as both paths build them, and on a GPU built on
+    the host: their initialisation launches nothing there). The fused pass includes copying
+    the K networks' tensors into the fused module."""
     import numpy as np
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from raynas.fused import fused_scores
+    from raynas.proxies.base import ProxyContext
     from raynas.scoring import CellScorer
     from raynas.spaces import get_space
 
@@ -155,22 +162,39 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
     space = get_space("nb201")
     pool = [int(c) for c in np.random.default_rng(0).permutation(len(space)) if not space.is_degenerate(int(c))]
     spec = TINY["intrain"][0]
+    scorer = CellScorer("nb201", spec, device=device, measure_memory=False)
+    cp = scorer.proxies[0]
+    batch = scorer._probes[cp.probe_spec()]
+
+    def per_cell(models) -> list[dict]:
+        return [cp.proxy.compute(model, batch, cp.options, ProxyContext(scorer.device, 10, 0)) for model in models]
+
+    def fused(models) -> list[dict]:
+        return fused_scores([cp], models, scorer._probes)[cp.label]
+
     result: dict = {"spec": spec, "k": {}}
     for k in ks:
-        cells = pool[:k]
+        models = [scorer._build(c)[0] for c in pool[:k]]
         entry = {}
-        for path, per_pass in (("per_cell", None), ("fused", k)):
-            scorer = CellScorer("nb201", spec, device=device, measure_memory=False, cells_per_pass=per_pass)
-            list(scorer.iter_scores(pool[-k:]))  # warm-up on other cells
+        for path, run in (("per_cell", per_cell), ("fused", fused)):
+            run(models[:1])  # warm-up
             start = time.perf_counter()
-            list(scorer.iter_scores(cells))
+            run(models)
             seconds = time.perf_counter() - start
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                list(scorer.iter_scores(cells))
+                run(models)
             aten = [e for e in prof.events() if e.name.startswith("aten::")]
             entry[path] = {"aten_per_cell": len(aten) / k, "top_level_per_cell": sum(map(_top_level, aten)) / k,
-                           "syncs_per_pass": sum(e.name == "aten::_local_scalar_dense" for e in aten) / (1 if per_pass else k),
+                           "syncs_per_pass": sum(e.name == "aten::_local_scalar_dense" for e in aten)
+                           / (1 if path == "fused" else k),
                            "seconds_per_cell": seconds / k}
+        # Each component's largest relative difference between the two paths (fresh weights each).
+        models = [scorer._build(c)[0] for c in pool[:k]]
+        a = per_cell(models)
+        models = [scorer._build(c)[0] for c in pool[:k]]
+        b = fused(models)
+        entry["max_rel_diff"] = {c: max(abs(x[c] - y[c]) / max(abs(x[c]), abs(y[c]), 1e-300) for x, y in zip(a, b))
+                                 for c in a[0]}
         result["k"][k] = entry
     return result
 

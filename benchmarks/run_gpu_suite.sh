@@ -5,7 +5,8 @@
 # then run this on the GPU machine with carry [".devicekit", ".baseline"], e.g. timeout 560:
 #   bash benchmarks/run_gpu_suite.sh            # results under $OUT/suite (or ./gpu-suite-out)
 # Environment: BASELINES="bda6610 488ab11" (the .baseline/ folders swept beside this checkout),
-# BUDGET_S (the suite's limit), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
+# BUDGET_S (the suite's limit), FUSED_KS="1,8,32,128" (first, the fused pass's launches, time and
+# agreement beside the per-cell path: benchmarks/overhead.py --fused), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
 # whole-space run instead of starting one; it comes back compacted beside the suite's folder).
 # Further arguments go to benchmarks/gpu_suite.py.
 set -euo pipefail
@@ -22,6 +23,10 @@ if [ -n "${RESUME_WHOLE:-}" ]; then
     whole=/tmp/raynas-whole/$(basename "$RESUME_WHOLE")
     rm -rf "$whole" && mkdir -p "$(dirname "$whole")" && cp -r "$RESUME_WHOLE" "$whole"
     args+=(--whole-dir "$whole")
+fi
+if [ -n "${FUSED_KS:-}" ]; then   # issue 25: the fused pass on this GPU beside the per-cell one (never blocks the suite)
+    timeout "${FUSED_TIMEOUT_S:-120}" python3 benchmarks/overhead.py --fused "$FUSED_KS" --device cuda \
+        --json "$root/overhead_fused.json" 2>&1 | tee "$root/overhead_fused.log" || true
 fi
 status=0
 python3 benchmarks/gpu_suite.py --out "$out" "${args[@]}" --budget-s "${BUDGET_S:-480}" "$@" 2>&1 | tee "$out.log" || status=$?

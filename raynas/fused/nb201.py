@@ -63,7 +63,9 @@ class Tape:
 
 
 def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.detach() for t in tensors], dim=0).clone()
+    """The cells' tensors, concatenated (a copy: the cells' own stay as they are)."""
+    with torch.no_grad():
+        return torch.cat(list(tensors), dim=0)
 
 
 class FusedParams:
@@ -141,17 +143,19 @@ class FusedEdge(nn.Module):
             if op is not None:
                 by_op.setdefault(_kind(op), []).append(k)
         self.groups = [(kind, members) for kind, members in by_op.items()]
+        for g, (_kind_name, members) in enumerate(self.groups):  # moved with the module: no copy per pass
+            self.register_buffer(f"members_{g}", torch.tensor(members), persistent=False)
         self.ops = nn.ModuleList(
             FusedReLUConvBN([cells_ops[k] for k in members], members, store, [live[k] for k in members])
             if kind.startswith("conv") else _Stateless(cells_ops[members[0]]) for kind, members in self.groups)
 
     def add_into(self, node: torch.Tensor, source: torch.Tensor, channels: int, k_total: int) -> torch.Tensor:
         n, _, h, w = source.shape
-        for (kind, members), op in zip(self.groups, self.ops):
+        for g, ((_kind_name, members), op) in enumerate(zip(self.groups, self.ops)):
             if len(members) == k_total:
                 node = node + op(source)
                 continue
-            index = torch.tensor(members, device=source.device)
+            index = getattr(self, f"members_{g}")
             picked = source.view(n, k_total, channels, h, w).index_select(1, index).reshape(n, -1, h, w)
             out = op(picked).view(n, len(members), channels, h, w)
             node = node.view(n, k_total, channels, h, w).index_add(1, index, out).view(n, -1, h, w)

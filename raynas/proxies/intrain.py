@@ -95,15 +95,15 @@ def participation_ratios(activations: list[torch.Tensor], eps: float = 1e-10, de
             group = members[k : k + per_group]
             rows = [activation_rows(activations[i].detach()) for i in group]
             stacked = rows[0].double().unsqueeze(0) if len(rows) == 1 else torch.stack(rows).double()
-            for i, value in zip(group, _stacked_ratios(stacked, eps, dead_tol).unbind()):
+            for i, value in zip(group, stacked_ratios(stacked, eps, dead_tol).unbind()):
                 ratios[i] = value
     if not ratios:
         return torch.zeros(0, dtype=torch.float64)
     return torch.stack(ratios)
 
 
-def _stacked_ratios(rows: torch.Tensor, eps: float, dead_tol: float) -> torch.Tensor:
-    """PRs of a stack (G, n, C) of activation rows."""
+def stacked_ratios(rows: torch.Tensor, eps: float, dead_tol: float) -> torch.Tensor:
+    """PRs of a stack (G, n, C) of activation rows (float64)."""
     n, channels = rows.shape[1:]
     second_moment = rows.pow(2).sum(2).mean(1)
     centred = rows - rows.mean(1, keepdim=True)
@@ -142,8 +142,22 @@ def gradient_resilience(grads: list[torch.Tensor], batched: bool | None = None,
         peak = zeros.scatter_reduce(0, segment, flat.abs(), "amax", include_self=False)
         mean = segment_sum(flat, segment, len(grads)) / sizes
         std = (segment_sum((flat - mean[segment]).pow(2), segment, len(grads)) / sizes).sqrt()
+    return resilience(peak, std, noise_tol)
+
+
+def resilience(peak: torch.Tensor, std: torch.Tensor, noise_tol: float, owner: torch.Tensor | None = None,
+               networks: int = 1) -> torch.Tensor:
+    """r from each tensor's max|g| and std: min(1, std/peak), 0 where peak is at most
+    ``noise_tol`` times its network's largest finite peak, NaN where it is not finite.
+    ``owner`` (tensor → network, for several networks' tensors at once, the fused path):
+    each network's own largest peak."""
+    zeros = peak.new_zeros(peak.shape)
     ratio = torch.clamp(std / peak, max=1.0)
-    scale = torch.where(peak.isfinite(), peak, zeros).max()  # the largest finite |g|
+    finite = torch.where(peak.isfinite(), peak, zeros)
+    if owner is None:
+        scale = finite.max()  # the largest finite |g|
+    else:
+        scale = peak.new_zeros(networks).scatter_reduce(0, owner, finite, "amax", include_self=False)[owner]
     real = peak > noise_tol * scale
     return torch.where(real, ratio, torch.where(peak.isfinite(), zeros, torch.full_like(zeros, float("nan"))))
 
