@@ -7,7 +7,7 @@ score the runs hold.
 
 ``--search BUDGET=DIR``: a ``raynas search mbv2 --strategy pool`` directory (its chosen cell is
 the fittest row of ``_search/*.parquet``); ``--published DIR``: ``raynas score mbv2 --cells
-@data/scores/mbv2_published.txt`` (names from the file's comments).
+@data/scores/mbv2_published.txt`` (names from the file's comments, and ``--names FILE``'s).
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ def params(index: int) -> int:
         return sum(p.numel() for p in MBV2Network(SPACE.blocks(index)).parameters())
 
 
-def published_names() -> dict[int, str]:
+def cell_names(files: list[Path]) -> dict[int, str]:
+    """Each structure's name: the comment line above it in a cells file."""
     names, last = {}, ""
-    for line in PUBLISHED.read_text().splitlines():
-        if line.startswith("#"):
-            last = line.lstrip("# ").split(" (")[0]
-        elif line.strip():
-            names[SPACE.index_of(line.strip())] = last
+    for path in files:
+        for line in path.read_text().splitlines():
+            if line.startswith("#"):
+                last = line.lstrip("# ").split(" (")[0]
+            elif line.strip():
+                names[SPACE.index_of(line.strip())] = last
     return names
 
 
@@ -47,6 +49,7 @@ def main() -> None:
     ap.add_argument("--search", action="append", default=[], metavar="BUDGET=DIR")
     ap.add_argument("--published")
     ap.add_argument("--scores", default="intrain", help="comma-separated score columns to show")
+    ap.add_argument("--names", action="append", default=[], help="more cells files whose comments name structures")
     args = ap.parse_args()
     columns = args.scores.split(",")
     rows: list[tuple[str, int, dict]] = []
@@ -58,7 +61,7 @@ def main() -> None:
         rows.append((f"InTrain-NAS, {budget} (raynas; {len(history)} cells scored)", best["index"], best))
     if args.published:
         table, _ = scores_and_run(args.published)
-        names = published_names()
+        names = cell_names([PUBLISHED, *map(Path, args.names)])
         for row in table.to_pylist():
             SPACE.index_of(row["arch"])
             rows.append((names.get(row["index"], "published"), row["index"], row))
