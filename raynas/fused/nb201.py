@@ -1,5 +1,6 @@
 """K NB201 networks side by side in one module (issue 25): one forward and one backward for
-all of them, so that a pass costs a few hundred kernel launches, not K times as many.
+all of them, so that a pass's kernel count is set by the op groups it holds (at most four
+per edge), not by K.
 
 Layout: cell k owns channels ``[k·C, (k+1)·C)`` of every activation. The stem is one
 convolution whose filters are the K stems' stacked (its input, the probe batch, is shared);
@@ -147,7 +148,8 @@ class FusedEdge(nn.Module):
             self.register_buffer(f"members_{g}", torch.tensor(members), persistent=False)
         self.ops = nn.ModuleList(
             FusedReLUConvBN([cells_ops[k] for k in members], members, store, [live[k] for k in members])
-            if kind.startswith("conv") else _Stateless(cells_ops[members[0]]) for kind, members in self.groups)
+            if kind.startswith("conv") else cells_ops[members[0]]  # pooling or identity: no state, one for all
+            for kind, members in self.groups)
 
     def add_into(self, node: torch.Tensor, source: torch.Tensor, channels: int, k_total: int) -> torch.Tensor:
         n, _, h, w = source.shape
@@ -160,15 +162,6 @@ class FusedEdge(nn.Module):
             out = op(picked).view(n, len(members), channels, h, w)
             node = node.view(n, k_total, channels, h, w).index_add(1, index, out).view(n, -1, h, w)
         return node
-
-
-class _Stateless(nn.Module):
-    def __init__(self, op: nn.Module):
-        super().__init__()
-        self.op = op
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
 
 
 def live_edges(active: Sequence[bool]) -> list[bool]:
