@@ -76,11 +76,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     from raynas.spaces import get_space
 
     space = get_space(args.space)
-    print(f"space {space.name}: {len(space):,} cells; ground truth: "
+    size = (f"{len(space):,} cells" if getattr(space, "enumerable", True)
+            else "cells are structure strings (no enumeration: give them with --cells @FILE, or search)")
+    print(f"space {space.name}: {size}; ground truth: "
           f"{'yes' if hasattr(space, 'ground_truth') else 'no (raynas report --ground-truth FILE)'}")
-    print(f"example cell 0: {space.example()}")
+    print(f"example cell: {space.example()}")
     known = list(space.ground_truth().accuracy_of) if hasattr(space, "ground_truth") else []
-    print("datasets to score on: " + ", ".join(DATASETS)
+    own = getattr(space, "datasets", None)
+    usable = own or [name for name, info in DATASETS.items() if info.space is None]
+    print("datasets to score on: " + ", ".join(usable)
           + (f"; accuracies (for raynas report) on: {', '.join(known)}" if known else ""))
     print("\nproxies ('all' means these built-ins; plugins are asked for by name or import path):")
     for proxy in PROXIES.values():
