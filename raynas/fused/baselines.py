@@ -7,9 +7,8 @@ both paths. One read-back for the pass."""
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
-from raynas.fused.nb201 import FusedNB201
+from raynas.fused.nb201 import FusedNB201, ignores_input, summed_loss
 from raynas.probes import ProbeBatch
 
 # Per cell's slice (rows: cells, one flattened tensor each): the per-cell path's sums.
@@ -24,12 +23,10 @@ def fused_weight_products(fused: FusedNB201, batch: ProbeBatch, proxies: list[st
     fused.zero_grad(set_to_none=True)
     logits = fused(batch.inputs)
     k, device = fused.k, logits.device
-    detached = logits.detach()
-    ignores_input = (detached == detached[:1]).flatten(2).all(2).all(0) & (len(detached) > 1)
+    degenerate = ignores_input(logits)
     weights = [p for p, is_weight in zip(fused.store.params, fused.store.weights) if is_weight]
     slots = [s for s, is_weight in zip(fused.store.slots, fused.store.weights) if is_weight]
-    per_sample = F.cross_entropy(logits.transpose(1, 2), batch.labels.unsqueeze(1).expand(-1, k), reduction="none")
-    grads = torch.autograd.grad(per_sample.mean(0).sum(), weights, allow_unused=True)
+    grads = torch.autograd.grad(summed_loss(logits, batch.labels), weights, allow_unused=True)
     totals = torch.zeros(len(proxies), k, dtype=torch.float64, device=device)
     for weight, grad, weight_slots in zip(weights, grads, slots):
         if grad is None:  # no cell's loss reaches it: zero gradients, which add nothing
@@ -38,5 +35,5 @@ def fused_weight_products(fused: FusedNB201, batch: ProbeBatch, proxies: list[st
         cells = torch.tensor([slot.cell for slot in weight_slots], device=device)
         for j, proxy in enumerate(proxies):
             totals[j] = totals[j].index_add(0, cells, PRODUCTS[proxy](w, g))
-    values = torch.cat([totals, ignores_input.double().unsqueeze(0)]).T.tolist()  # the one read-back
+    values = torch.cat([totals, degenerate.double().unsqueeze(0)]).T.tolist()  # the one read-back
     return [None if v[-1] else dict(zip(proxies, v[:-1])) for v in values]

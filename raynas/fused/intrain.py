@@ -14,9 +14,8 @@ everything stays on the device until one read-back for the whole pass.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
-from raynas.fused.nb201 import FusedNB201
+from raynas.fused.nb201 import FusedNB201, ignores_input, summed_loss
 from raynas.probes import ProbeBatch
 from raynas.proxies.intrain import InTrainOptions, from_sums, resilience, stacked_ratios
 
@@ -33,8 +32,7 @@ def fused_intrain(fused: FusedNB201, batch: ProbeBatch, options: InTrainOptions)
     finally:
         tape.on = False
     device, k = logits.device, fused.k
-    detached = logits.detach()
-    ignores_input = (detached == detached[:1]).flatten(2).all(2).all(0) & (len(detached) > 1)  # (K,)
+    degenerate = ignores_input(logits)
 
     # γ: per fused layer, its cells' PRs at once; summed per cell.
     log_pr = torch.zeros(k, dtype=torch.float64, device=device)
@@ -49,9 +47,7 @@ def fused_intrain(fused: FusedNB201, batch: ProbeBatch, options: InTrainOptions)
             layers[cell] += 1
     tape.items.clear()
 
-    # One loss per cell, summed: each cell's gradients are those of its own loss.
-    per_sample = F.cross_entropy(logits.transpose(1, 2), batch.labels.unsqueeze(1).expand(-1, k), reduction="none")
-    per_sample.mean(0).sum().backward()
+    summed_loss(logits, batch.labels).backward()
 
     # o: per fused parameter, each cell's slice's max|g| and std at once.
     peaks, stds, owners = [], [], []
@@ -75,7 +71,7 @@ def fused_intrain(fused: FusedNB201, batch: ProbeBatch, options: InTrainOptions)
     o = torch.zeros(k, dtype=torch.float64, device=device).index_add(0, owner, r)
     zero = torch.zeros(k, dtype=torch.float64, device=device).index_add(0, owner, (r == 0).double())
 
-    values = torch.stack([log_pr, o, zero, ignores_input.double()], dim=1).tolist()  # the one read-back
+    values = torch.stack([log_pr, o, zero, degenerate.double()], dim=1).tolist()  # the one read-back
     return [None if v[3] else from_sums(v[:3], n) for v, n in zip(values, layers)]
 
 

@@ -254,3 +254,17 @@ def split_by_cell(layer: Layer, activation: torch.Tensor) -> list[tuple[int, tor
     """(cell, that cell's channels of ``activation``) for each cell the layer holds."""
     c = layer.channels
     return [(cell, activation[:, i * c:(i + 1) * c]) for i, cell in enumerate(layer.cells)]
+
+
+def ignores_input(logits: torch.Tensor) -> torch.Tensor:
+    """(K,) bool, on the device: cells whose logits (N, K, classes) are the same for every
+    input (the per-cell path's DegenerateNetwork)."""
+    detached = logits.detach()
+    return (detached == detached[:1]).flatten(2).all(2).all(0) & (len(detached) > 1)
+
+
+def summed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each cell's mean cross-entropy, summed: each cell's gradients are those of its own loss."""
+    k = logits.shape[1]
+    per_sample = F.cross_entropy(logits.transpose(1, 2), labels.unsqueeze(1).expand(-1, k), reduction="none")
+    return per_sample.mean(0).sum()
