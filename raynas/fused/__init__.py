@@ -29,7 +29,7 @@ def fused_scores(proxies: Sequence[ConfiguredProxy], models: Sequence[nn.Module]
     from raynas.fused.nb201 import FusedNB201
 
     def build(batch: ProbeBatch) -> FusedNB201:
-        return FusedNB201(models).to(batch.inputs.device, batch.inputs.dtype)
+        return FusedNB201(models)  # on the models' device and dtype, which are the batch's
 
     out: dict[str, list[dict[str, float] | None]] = {}
     shared: dict[ProbeSpec, list[ConfiguredProxy]] = {}

@@ -1,73 +1,51 @@
 """InTrain for K NB201 cells from one fused forward and backward
 (:class:`raynas.fused.nb201.FusedNB201`): per cell, the participation ratios of its own
-channels of every fused layer and the resilience of its own slices of every fused gradient
-— the per-cell path's quantities and formulas (:func:`raynas.proxies.intrain.stacked_ratios`,
+channels of every fused layer and the resilience of its own chunks of the flat gradient —
+the per-cell path's quantities and formulas (:func:`raynas.proxies.intrain.stacked_ratios`,
 :func:`~raynas.proxies.intrain.resilience`, :func:`~raynas.proxies.intrain.from_sums`), so only
 the kernels' rounding differs.
 
-The work is batched over the cells of each fused tensor — one covariance per (layer, cell)
-from one batched product per fused layer, one max/std per (tensor, cell) from one reduction
-per fused parameter — so a pass costs a number of kernels that does not grow with K, and
-everything stays on the device until one read-back for the whole pass.
+The work is batched over layers and cells: one covariance stack per activation shape (in
+groups of at most :data:`STACK_BYTES`), a few reductions per run of equal-sized chunks of
+the flat gradient, so a pass costs a number of kernels that grows with neither K nor the layers'
+count, and everything stays on the device until one read-back for the whole pass.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from raynas.fused.nb201 import FusedNB201, ignores_input, summed_loss
+from raynas.fused.nb201 import FusedNB201, chunk_moments, ignores_input, summed_loss
 from raynas.probes import ProbeBatch
 from raynas.proxies.intrain import InTrainOptions, from_sums, resilience, stacked_ratios
+
+STACK_BYTES = 2**30  # float64 activation rows per stacked covariance computation
 
 
 def fused_intrain(fused: FusedNB201, batch: ProbeBatch, options: InTrainOptions) -> list[dict[str, float] | None]:
     """Each cell's InTrain components, or None for a cell whose output ignores its input
     (the per-cell path's DegenerateNetwork)."""
-    fused.train()
-    tape = fused.store.tape
-    tape.items.clear()
-    tape.on = True
+    fused.tape = []
     try:
         logits = fused(batch.inputs)  # (N, K, classes)
     finally:
-        tape.on = False
-    device, k = logits.device, fused.k
+        taped, fused.tape = fused.tape, None
     degenerate = ignores_input(logits)
-
-    # γ: per fused layer, its cells' PRs at once; summed per cell.
-    log_pr = torch.zeros(k, dtype=torch.float64, device=device)
-    layers = [0] * k
-    for layer, output in tape.items:
-        if options.layers == "conv" and layer is fused.classifier_layer:
-            continue
-        rows = output.detach().movedim(1, -1).reshape(-1, len(layer.cells), layer.channels).transpose(0, 1)
-        ratios = stacked_ratios(rows.double(), options.eps, options.dead_tol)
-        log_pr = log_pr.index_add(0, _index(layer.cells, device), ratios.log())
-        for cell in layer.cells:
-            layers[cell] += 1
-    tape.items.clear()
+    if options.layers == "conv":
+        taped = [(row, out) for row, out in taped if row != fused.classifier_row]
+    log_pr = log_participation(fused, taped, options)
+    layers = [sum(fused.present_rows[row][cell] for row, _ in taped) for cell in range(fused.k)]
+    taped.clear()  # the PRs are all that is kept of the activations
 
     summed_loss(logits, batch.labels).backward()
 
-    # o: per fused parameter, each cell's slice's max|g| and std at once.
-    peaks, stds, owners = [], [], []
-    for param, slots, weight in zip(fused.store.params, fused.store.slots, fused.store.weights):
-        if (options.grad_params == "weights" and not weight) or param.grad is None:  # None: no cell's output reaches it
-            continue
-        per_cell = param.grad.detach().reshape(len(slots), -1)
-        if options.grad_params == "multi_element" and per_cell.shape[1] <= 1:
-            continue
-        kept = [i for i, slot in enumerate(slots) if slot.reaches_output]  # the per-cell path's grad-None tensors
-        if not kept:
-            continue
-        if len(kept) < len(slots):
-            per_cell = per_cell.index_select(0, _index(kept, device))
-        flat = per_cell.double()
-        peaks.append(flat.abs().amax(1))
-        stds.append((flat - flat.mean(1, keepdim=True)).pow(2).mean(1).sqrt())
-        owners.append(_index([slots[i].cell for i in kept], device))
-    owner = torch.cat(owners)
-    r = resilience(torch.cat(peaks), torch.cat(stds), options.noise_tol, owner, k)
+    segment, owner = fused.selections["live_weights" if options.grad_params == "weights" else "live"]
+    device, k = logits.device, fused.k
+    # (every NB201 tensor has more than one element: multi_element and all keep the same)
+    peak, std = chunk_moments(fused.chunk_rows(fused.flat.grad.detach().double()))
+    r = resilience(peak[segment], std[segment], options.noise_tol, owner, k)
     o = torch.zeros(k, dtype=torch.float64, device=device).index_add(0, owner, r)
     zero = torch.zeros(k, dtype=torch.float64, device=device).index_add(0, owner, (r == 0).double())
 
@@ -75,5 +53,24 @@ def fused_intrain(fused: FusedNB201, batch: ProbeBatch, options: InTrainOptions)
     return [None if v[3] else from_sums(v[:3], n) for v, n in zip(values, layers)]
 
 
-def _index(values: list[int], device: torch.device) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.long, device=device)
+def log_participation(fused: FusedNB201, taped: list[tuple[int, torch.Tensor]], options: InTrainOptions) -> torch.Tensor:
+    """Σ log PR per cell over its layers among ``taped`` (K,), float64 on the device: the
+    outputs of one shape stacked, each (layer, cell) its own covariance."""
+    k = fused.k
+    outputs = dict(taped)
+    total = torch.zeros(k, dtype=torch.float64, device=fused.flat.device)
+    for rows in fused.row_groups.values():
+        rows = [row for row in rows if row in outputs]
+        if not rows:
+            continue
+        shape = outputs[rows[0]].shape
+        per_group = max(1, STACK_BYTES // (8 * math.prod(shape)))
+        for start in range(0, len(rows), per_group):
+            group = rows[start:start + per_group]
+            stacked = torch.stack([outputs[row].detach() for row in group]).double()
+            g, n, channels = len(group), shape[0], shape[1] // k
+            activations = stacked.view(g, n, k, channels, -1).permute(0, 2, 1, 4, 3).reshape(g * k, -1, channels)
+            ratios = stacked_ratios(activations, options.eps, options.dead_tol).view(g, k)
+            present = fused.present[group[0]:group[-1] + 1]  # a group's rows are consecutive
+            total = total + torch.where(present, ratios.log(), torch.zeros_like(ratios)).sum(0)
+    return total
