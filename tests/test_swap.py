@@ -39,3 +39,20 @@ def test_swap_ignores_relus_on_flat_inputs_and_averages_over_reinits():
     assert many == swap.compute(net, batch, swap.SwapOptions(batch_size=4, repeats=5), ctx)["swap"]  # seeded
     with pytest.raises(ValueError, match="batch_size must be in 2..62"):
         swap.SwapOptions(batch_size=100)
+
+
+def test_regularised_swap_scales_each_count_by_the_size_factor():
+    # Conv2d(2, 3, 3) with bias: 2·3·9 + 3 = 57 parameters = 0.057 thousand.
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU())
+    x = torch.randn(4, 2, 3, 3)
+    ctx = ProxyContext(torch.device("cpu"), 2, seed=5)
+    batch = ProbeBatch(x, torch.zeros(4, dtype=torch.long))
+    plain = swap.compute(net, batch, swap.SwapOptions(batch_size=4, repeats=3), ctx)["swap"]
+    regular = swap.compute(net, batch, swap.SwapOptions(batch_size=4, repeats=3, mu=0.05, sigma=0.0001), ctx)["swap"]
+    assert swap.size_factor(net, 0.05, 0.0001) == pytest.approx(0.6126, abs=1e-4)  # exp(-(0.007²)/1e-4)
+    assert regular == pytest.approx(plain * 0.612626394, rel=1e-9)
+    assert swap.size_factor(net, 0.057, 1.0) == 1.0  # at the preferred size
+    with pytest.raises(ValueError, match="mu and sigma go together"):
+        swap.SwapOptions(mu=500.0)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        swap.SwapOptions(mu=500.0, sigma=0.0)

@@ -10,14 +10,19 @@ averaged.
 
 Departures: the re-initialisations come from the cell's private seed (the official code
 draws them from the global RNG); patterns are compared as packed integers, which counts
-exactly what ``torch.unique(dim=0)`` on the transposed matrix counts. Not built: the
-regularised SWAP (× exp(−(params − μ)²/σ)), whose μ and σ the official code takes as
-arguments and does not state for NB201.
+exactly what ``torch.unique(dim=0)`` on the transposed matrix counts.
+
+Regularised SWAP (``swap:mu=M,sigma=S``, the official ``regular=True``): each repeat's count
+times exp(−(P − μ)²/σ), P the parameter count in thousands (parameters whose name holds
+"auxiliary" left out, as ``count_parameters`` does), which steers a search towards size μ.
+The official code takes μ and σ as arguments and states no NB201 values, so raynas has no
+default: both are given or neither (the unregularised score).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,8 +41,14 @@ MAX_SAMPLES = 62  # patterns are packed into int64 bits
 class SwapOptions:
     batch_size: int = 16  # the official ``--input_samples``
     repeats: int = 32  # the official ``--repeats``
+    mu: float | None = None  # regularised SWAP: the preferred size, thousands of parameters
+    sigma: float | None = None  # and the width of its Gaussian factor (both or neither)
 
     def __post_init__(self) -> None:
+        if (self.mu is None) != (self.sigma is None):
+            raise ValueError("swap mu and sigma go together: give both (regularised SWAP) or neither")
+        if self.sigma is not None and not self.sigma > 0:
+            raise ValueError(f"swap sigma must be positive, got {self.sigma}")
         if not 2 <= self.batch_size <= MAX_SAMPLES:
             raise ValueError(f"swap batch_size must be in 2..{MAX_SAMPLES}, got {self.batch_size}")
         if self.repeats < 1:
@@ -62,7 +73,14 @@ def compute(model: nn.Module, batch: ProbeBatch, options: SwapOptions, ctx: Prox
     for _ in range(options.repeats):
         gaussian_reinit(net, gen)
         counts.append(distinct_patterns(net, batch.inputs))
-    return {"swap": sum(counts) / len(counts)}
+    factor = 1.0 if options.mu is None else size_factor(model, options.mu, options.sigma)
+    return {"swap": sum(count * factor for count in counts) / len(counts)}
+
+
+def size_factor(model: nn.Module, mu: float, sigma: float) -> float:
+    """exp(−(P − μ)²/σ), P = parameters in thousands (regularised SWAP's factor)."""
+    thousands = sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e3
+    return math.exp(-((thousands - mu) ** 2) / sigma)
 
 
 PROXY = ProxyDef(
