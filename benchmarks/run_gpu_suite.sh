@@ -7,7 +7,9 @@
 # Environment: BASELINES="bda6610 488ab11" (the .baseline/ folders swept beside this checkout),
 # BUDGET_S (the suite's limit), FUSED_KS="1,8,32,128" (first, the fused pass's launches, time and
 # agreement beside the per-cell path: benchmarks/overhead.py --fused), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
-# whole-space run instead of starting one; it comes back compacted beside the suite's folder).
+# whole-space run instead of starting one; it comes back compacted beside the suite's folder),
+# NB101_CELLS=8 (then: NB101 InTrain's achieved FLOP/s against the GPU's peak in fp32, TF32 and
+# bf16 autocast, and the whole space's price at that rate: benchmarks/nb101_flops.py).
 # Further arguments go to benchmarks/gpu_suite.py.
 set -euo pipefail
 root=${OUT:-$PWD/gpu-suite-out}
@@ -27,6 +29,10 @@ fi
 if [ -n "${FUSED_KS:-}" ]; then   # issue 25: the fused pass on this GPU beside the per-cell one (never blocks the suite)
     timeout "${FUSED_TIMEOUT_S:-120}" python3 benchmarks/overhead.py --fused "$FUSED_KS" --device cuda \
         --json "$root/overhead_fused.json" 2>&1 | tee "$root/overhead_fused.log" || true
+fi
+if [ -n "${NB101_CELLS:-}" ]; then   # issue 25, item 6 (never blocks the suite)
+    timeout "${NB101_TIMEOUT_S:-150}" python3 benchmarks/nb101_flops.py --device cuda --cells "$NB101_CELLS" \
+        --json "$root/nb101_flops.json" 2>&1 | tee "$root/nb101_flops.log" || true
 fi
 status=0
 python3 benchmarks/gpu_suite.py --out "$out" "${args[@]}" --budget-s "${BUDGET_S:-480}" "$@" 2>&1 | tee "$out.log" || status=$?
