@@ -16,6 +16,13 @@ name; none for a CPU).
 
 Cells: the first ``--cells`` of the 300-cell NB101 accuracy sample
 (``data/scores/nb101_s300_cells.txt``).
+
+``--price`` needs no GPU: the arithmetic of the whole space from the counted MACs of the
+sample's cells — per cell and for all 423,624, for InTrain at its default probe (batch 64,
+32×32), at the cheaper 16×16 batch 32, and GradAlign's lower bound (batch 128, forward and
+backward only) — and the GPU-hours it takes at a device's dense peak and at 40 % of it:
+
+    python benchmarks/nb101_flops.py --price --cells 300 --device-name H100
 """
 
 from __future__ import annotations
@@ -96,6 +103,37 @@ def measure(cells: list[int], proxies: str, settings: list[str]) -> dict:
     return result
 
 
+PROBES = {"intrain (64 @ 32×32)": (64, 32), "intrain (32 @ 16×16)": (32, 16), "gradalign ≥ (128 @ 32×32)": (128, 32)}
+
+
+def arithmetic_price(cells: list[int], device_name: str) -> dict:
+    """The whole space's arithmetic from the sample's counted MACs (see ``--price``)."""
+    macs = {r: cell_macs(cells, r) for r in (32, 16)}
+    peaks = device_peaks(device_name) or {}
+    out: dict = {"cells": len(cells), "device": device_name,
+                 "macs_per_image": {r: statistics.mean(m.values()) for r, m in macs.items()},
+                 "median_macs_per_image": {r: statistics.median(m.values()) for r, m in macs.items()}, "probes": {}}
+    for name, (batch, resolution) in PROBES.items():
+        per_cell = 6 * batch * statistics.mean(macs[resolution].values())
+        total = per_cell * NB101_CELLS
+        out["probes"][name] = {"flops_per_cell": per_cell, "whole_space_flops": total,
+                               "gpu_hours_at_peak": {mode: total / peak / 3600 for mode, peak in peaks.items()},
+                               "gpu_hours_at_40_percent": {mode: total / (0.4 * peak) / 3600 for mode, peak in peaks.items()}}
+    return out
+
+
+def price_table(price: dict) -> str:
+    lines = [f"NB101 arithmetic from {price['cells']} sample cells: "
+             f"{price['macs_per_image'][32] / 1e9:.2f} G MACs per 32×32 image (median "
+             f"{price['median_macs_per_image'][32] / 1e9:.2f} G); GPU-hours on {price['device']} at peak / at 40 % of it",
+             f"{'probe':28s} {'TFLOP/cell':>10s} {'whole space, FLOP':>18s}   fp32        TF32        bf16"]
+    for name, p in price["probes"].items():
+        hours = "  ".join(f"{p['gpu_hours_at_peak'][m]:5,.0f}/{p['gpu_hours_at_40_percent'][m]:<5,.0f}"
+                          for m in ("float32", "tf32", "bf16") if m in p["gpu_hours_at_peak"])
+        lines.append(f"{name:28s} {p['flops_per_cell'] / 1e12:10.3f} {p['whole_space_flops']:18.2e}   {hours}")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     lines = [f"NB101, {len(result['cells'])} cells of the accuracy sample, on {result['device']}",
              f"{'setting':10s} {'proxy':10s} {'s/cell':>8s} {'GFLOP/cell':>11s} {'TFLOP/s':>8s} {'of peak':>8s} "
@@ -115,7 +153,15 @@ def main() -> None:
     ap.add_argument("--proxies", default="intrain", help="a proxy spec (InTrain's arithmetic is the one counted)")
     ap.add_argument("--settings", help="kernel_agreement settings (default: cuda,cuda_tf32,cuda_bf16 or default)")
     ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--price", action="store_true", help="the arithmetic price only (no scoring, no GPU)")
+    ap.add_argument("--device-name", default="H100", help="whose peaks --price uses")
     args = ap.parse_args()
+    if args.price:
+        price = arithmetic_price(sample_cells(args.cells), args.device_name)
+        print(price_table(price))
+        if args.json:
+            Path(args.json).write_text(json.dumps(price, indent=2))
+        return
     settings = (args.settings or ("cuda,cuda_tf32,cuda_bf16" if args.device == "cuda" else "default")).split(",")
     result = measure(sample_cells(args.cells), args.proxies, settings)
     print(table(result))
