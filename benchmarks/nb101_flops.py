@@ -44,6 +44,7 @@ PEAKS = {
     "H100": {"float32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12},  # SXM
     "H200": {"float32": 66.9e12, "tf32": 494.7e12, "bf16": 989.4e12},
     "A100": {"float32": 19.5e12, "tf32": 156e12, "bf16": 312e12},
+    "A10G": {"float32": 31.2e12, "tf32": 62.5e12, "bf16": 125e12},  # cluster.yaml's g5.xlarge
 }
 MODE = {"cuda": "float32", "cuda_tf32": "tf32", "cuda_bf16": "bf16", "default": "float32", "bf16_cpu": "bf16"}
 
@@ -126,9 +127,9 @@ def price_table(price: dict) -> str:
     lines = [f"NB101 arithmetic from {price['cells']} sample cells: "
              f"{price['macs_per_image'][32] / 1e9:.2f} G MACs per 32×32 image (median "
              f"{price['median_macs_per_image'][32] / 1e9:.2f} G); GPU-hours on {price['device']} at peak / at 40 % of it",
-             f"{'probe':28s} {'TFLOP/cell':>10s} {'whole space, FLOP':>18s}   fp32        TF32        bf16"]
+             f"{'probe':28s} {'TFLOP/cell':>10s} {'whole space, FLOP':>18s}   {'fp32':15s}  {'TF32':15s}  {'bf16':15s}"]
     for name, p in price["probes"].items():
-        hours = "  ".join(f"{p['gpu_hours_at_peak'][m]:5,.0f}/{p['gpu_hours_at_40_percent'][m]:<5,.0f}"
+        hours = "  ".join(f"{p['gpu_hours_at_peak'][m]:6.2f} / {p['gpu_hours_at_40_percent'][m]:<6.2f}"
                           for m in ("float32", "tf32", "bf16") if m in p["gpu_hours_at_peak"])
         lines.append(f"{name:28s} {p['flops_per_cell'] / 1e12:10.3f} {p['whole_space_flops']:18.2e}   {hours}")
     return "\n".join(lines)
