@@ -30,6 +30,9 @@ if [ -n "${FUSED_KS:-}" ]; then   # issue 25: the fused pass on this GPU beside 
     timeout "${FUSED_TIMEOUT_S:-120}" python3 benchmarks/overhead.py --fused "$FUSED_KS" --device cuda \
         --json "$root/overhead_fused.json" 2>&1 | tee "$root/overhead_fused.log" || true
 fi
+# issue 25, item 5: GradAlign's ±1 sign Gram in fp16 / bf16 / int8 against float64 (seconds)
+timeout 60 python3 benchmarks/sign_gram_precision.py --device cuda --json "$root/sign_gram.json" 2>&1 \
+    | tee "$root/sign_gram.log" || true
 if [ -n "${NB101_CELLS:-}" ]; then   # issue 25, item 6 (never blocks the suite)
     timeout "${NB101_TIMEOUT_S:-150}" python3 benchmarks/nb101_flops.py --device cuda --cells "$NB101_CELLS" \
         --json "$root/nb101_flops.json" 2>&1 | tee "$root/nb101_flops.log" || true
