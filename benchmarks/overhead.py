@@ -142,8 +142,8 @@ def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) 
     return result
 
 
-def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict:
-    """InTrain per cell and fused, on the same non-degenerate cells, for each K: the scoring
+def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: str = "intrain") -> dict:
+    """``proxy`` (InTrain or GradAlign, on the tiny probe) per cell and fused, on the same non-degenerate cells, for each K: the scoring
     pass only (the networks are built first, as both paths build them). The fused path's
     assembly — copying the K networks' tensors into its one flat parameter — is counted
     apart: it is host work where the networks are built (on a GPU, the per-cell path's
@@ -153,10 +153,10 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from raynas.fused.gradalign import fused_gradalign
     from raynas.fused.intrain import fused_intrain
     from raynas.fused.nb201 import FusedNB201
     from raynas.proxies.base import ProxyContext
-    from raynas.scoring import CellScorer
     from raynas.spaces import get_space
 
     torch.set_num_threads(1)
@@ -164,10 +164,11 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
         use_gpu_code_path()
     space = get_space("nb201")
     pool = [int(c) for c in np.random.default_rng(0).permutation(len(space)) if not space.is_degenerate(int(c))]
-    spec = TINY["intrain"][0]
-    scorer = CellScorer("nb201", spec, device=device, measure_memory=False)
+    spec = TINY[proxy][0]
+    scorer = tiny_scorer(proxy, device)
     cp = scorer.proxies[0]
     batch = scorer._probes[cp.probe_spec()]
+    fused_pass = {"intrain": fused_intrain, "gradalign": fused_gradalign}[proxy]
 
     def per_cell(models) -> list[dict]:
         return [cp.proxy.compute(model, batch, cp.options, ProxyContext(scorer.device, 10, 0)) for model in models]
@@ -186,7 +187,7 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
     for k in ks:
         models = [scorer._build(c)[0] for c in pool[:k]]
         per_cell(models[:1])  # warm-up
-        fused_intrain(assemble(models[:1]), batch, cp.options)
+        fused_pass(assemble(models[:1]), batch, cp.options)
         start = time.perf_counter()
         per_cell(models)
         per_cell_s = time.perf_counter() - start
@@ -194,11 +195,11 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
         fused = assemble(models)
         assemble_s = time.perf_counter() - start
         start = time.perf_counter()
-        fused_intrain(fused, batch, cp.options)
+        fused_pass(fused, batch, cp.options)
         pass_s = time.perf_counter() - start
         _, a = counted(per_cell, models)
         fused, asm = counted(assemble, models)
-        _, f = counted(fused_intrain, fused, batch, cp.options)
+        _, f = counted(fused_pass, fused, batch, cp.options)
         entry = {
             "per_cell": {"aten_per_cell": a["aten"] / k, "top_level_per_cell": a["top_level"] / k,
                          "syncs_per_cell": a["syncs"] / k, "seconds_per_cell": per_cell_s / k},
@@ -209,7 +210,7 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
         }
         # Each component's largest relative difference between the two paths (fresh weights each).
         a = per_cell([scorer._build(c)[0] for c in pool[:k]])
-        b = fused_intrain(assemble([scorer._build(c)[0] for c in pool[:k]]), batch, cp.options)
+        b = fused_pass(assemble([scorer._build(c)[0] for c in pool[:k]]), batch, cp.options)
         entry["max_rel_diff"] = {c: max(abs(x[c] - y[c]) / max(abs(x[c]), abs(y[c]), 1e-300) for x, y in zip(a, b))
                                  for c in a[0]}
         result["k"][k] = entry
@@ -217,7 +218,7 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool) -> dict
 
 
 def fused_table(result: dict) -> str:
-    lines = [f"InTrain ({result['spec']}), NB201, one thread: per cell → fused pass; the fused path's assembly apart",
+    lines = [f"{result['spec']}, NB201, one thread: per cell → fused pass; the fused path's assembly apart",
              f"{'K':>4s} {'aten/cell':>24s} {'top-level aten/cell':>24s} {'syncs/pass':>10s} {'ms/cell':>22s} "
              f"{'assembly top-level/cell, ms/cell':>34s} {'max rel diff':>13s}"]
     for k, e in result["k"].items():
@@ -276,10 +277,11 @@ def main() -> None:
     ap.add_argument("--gpu-code-path", action="store_true",
                     help="measure this checkout on the code paths it takes on a GPU (the baseline has one path)")
     ap.add_argument("--fused", help="comma-separated K: InTrain fused K cells per pass vs per cell (this checkout)")
+    ap.add_argument("--fused-proxy", default="intrain", choices=["intrain", "gradalign"], help="the proxy --fused measures")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fused:
-        result = fused_worker([int(k) for k in args.fused.split(",")], args.device, args.gpu_code_path)
+        result = fused_worker([int(k) for k in args.fused.split(",")], args.device, args.gpu_code_path, args.fused_proxy)
         print(fused_table(result))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))

@@ -327,9 +327,9 @@ def auto_cells_per_pass(device: torch.device) -> int:
 
 
 def fusable(space: SearchSpace, cp: ConfiguredProxy) -> bool:
-    from raynas.fused import FUSABLE
+    from raynas.fused import fusable as fused_path_for
 
-    return (space.name, cp.proxy.name) in FUSABLE
+    return fused_path_for(space.name, cp)
 
 
 def score(

@@ -102,3 +102,48 @@ def test_a_bad_cells_per_pass_is_refused_before_any_work(tmp_path, capsys):
     assert main(["score", "nb201", "--proxies", "params", "--cells-per-pass", "0", "--out", str(out), "--limit", "2"]) == 2
     assert "--cells-per-pass must be at least 1, got 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+# GradAlign in float64, fused against the per-cell vmap route: the per-sample gradients agree
+# to ~1e-16 of each tensor's largest, but a component whose exact value is zero (or a class
+# sum that cancels) is rounding noise in both, and its sign can differ, as between two
+# kernels (GA-I: 6e-7 and 2.8e-5 measured on cells 2000 and 9035 at batch 12): the kernels'
+# tolerances, whose causes say so.
+FLIP = {c: FLOAT32[c][0] for c in ("gradalign_1", "gradalign_1_per_param", "gradalign_2", "gradalign_classes")}
+
+
+def test_fused_gradalign_is_the_per_cell_vmap_route_in_float64():
+    """GradAlign's per-sample gradients through the fused network are the per-cell
+    network's vmap gradients and the sign sums are exact: equal but for the signs of
+    rounding noise (:data:`FLIP`), whichever cells share the pass, with each cell's own
+    parameter count."""
+    from raynas.fused.gradalign import fused_gradalign
+    from raynas.fused.nb201 import FusedNB201
+    from raynas.proxies.gradalign import model_alignment
+
+    scorer = CellScorer("nb201", "gradalign:batch_size=12", threads=1, precision="float64", measure_memory=False)
+    (batch,) = scorer._probes.values()
+    cells = [c for c in mixed_cells(6, seed=7) if not SPACE.is_degenerate(c)]
+    fused = fused_gradalign(FusedNB201([scorer._build(c)[0] for c in cells]), batch, scorer.proxies[0].options)
+    alone = fused_gradalign(FusedNB201([scorer._build(cells[-1])[0]]), batch, scorer.proxies[0].options)[0]
+    for cell, got in zip(cells, fused):
+        model = scorer._build(cell)[0]
+        want = model_alignment(model, batch, "per_sample", max_rows=1000, closed_form=False)
+        for c, allowed in FLIP.items():
+            assert relative(want[c], got[c]) <= allowed, (cell, c, want[c], got[c])
+        assert got["gradalign_1"] / got["gradalign_1_per_param"] == sum(p.numel() for p in model.parameters())
+    assert all(relative(alone[c], fused[-1][c]) <= FLIP[c] for c in alone)
+
+
+def test_fused_gradalign_agrees_with_the_default_route_within_the_kernels_tolerance():
+    """Against the per-cell default (closed-form per-sample gradients) the difference is the
+    one between two kernels: signs of rounding-noise components (tests/kernel_tolerances.py);
+    options other than the defaults go cell by cell."""
+    spec = "gradalign:batch_size=20"
+    cells = mixed_cells(6, seed=3)
+    for a, b in zip(rows(cells, proxies=spec), rows(cells, 6, proxies=spec)):
+        assert a["status"] == b["status"]
+        for c in ("gradalign_1", "gradalign_1_per_param", "gradalign_2", "gradalign_classes"):
+            if not math.isnan(a[c]):
+                assert relative(a[c], b[c]) <= FLOAT32[c][0], (a["index"], c, a[c], b[c])
+    assert not CellScorer("nb201", "gradalign:bn=eval", cells_per_pass=4).fused_proxies

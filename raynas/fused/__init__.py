@@ -16,8 +16,20 @@ from torch import nn
 from raynas.probes import ProbeBatch
 from raynas.proxies.base import ConfiguredProxy, ProbeSpec
 
-FUSABLE = frozenset({("nb201", "intrain"), ("nb201", "grad_norm"), ("nb201", "snip")})
+FUSABLE = frozenset({("nb201", "intrain"), ("nb201", "grad_norm"), ("nb201", "snip"), ("nb201", "gradalign")})
 WEIGHT_PRODUCTS = ("grad_norm", "snip")
+
+
+def fusable(space_name: str, cp: ConfiguredProxy) -> bool:
+    """Whether ``cp`` on this space has a fused path (for its options: GradAlign fuses only
+    with per-sample BN and no noise threshold, its defaults)."""
+    if (space_name, cp.proxy.name) not in FUSABLE:
+        return False
+    if cp.proxy.name == "gradalign":
+        from raynas.fused.gradalign import fusable_options
+
+        return fusable_options(cp.options)
+    return True
 
 
 def fused_scores(proxies: Sequence[ConfiguredProxy], models: Sequence[nn.Module],
@@ -25,6 +37,7 @@ def fused_scores(proxies: Sequence[ConfiguredProxy], models: Sequence[nn.Module]
     """Per proxy label, each model's components (None: its output ignores its input), from
     as few fused passes as the proxies' batches allow."""
     from raynas.fused.baselines import fused_weight_products
+    from raynas.fused.gradalign import fused_gradalign
     from raynas.fused.intrain import fused_intrain
     from raynas.fused.nb201 import FusedNB201
 
@@ -37,6 +50,9 @@ def fused_scores(proxies: Sequence[ConfiguredProxy], models: Sequence[nn.Module]
         if cp.proxy.name == "intrain":
             batch = probes[cp.probe_spec()]
             out[cp.label] = fused_intrain(build(batch), batch, cp.options)
+        elif cp.proxy.name == "gradalign":
+            batch = probes[cp.probe_spec()]
+            out[cp.label] = fused_gradalign(build(batch), batch, cp.options)
         elif cp.proxy.name in WEIGHT_PRODUCTS:
             shared.setdefault(cp.probe_spec(), []).append(cp)
         else:

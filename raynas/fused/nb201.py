@@ -199,6 +199,7 @@ class FusedNB201(nn.Module):
         # By group, then chunk size: each run of equal-sized chunks is one (chunks, size) view.
         order = sorted(range(len(entries)), key=lambda i: (groups.index(entries[i][0]), math.prod(entries[i][1])))
         self._sizes, self._shapes, self.chunks, self._ids = [], [], [], {}
+        self.chunk_numels: list[int] = []  # each chunk's own values (a centred one's: its centre)
         self._runs: list[list[int]] = []  # [start, end, chunk size]
         self._centre_runs: list[list[int]] = []
         pieces: list[torch.Tensor] = []
@@ -218,6 +219,7 @@ class FusedNB201(nn.Module):
                     _extend(self._centre_runs, offset, offset + numel * k, numel // 9)
                     centred_chunks += range(len(self.chunks), len(self.chunks) + k)
                 self.chunks += chunks
+                self.chunk_numels += [numel // 9 if c.centre else numel for c in chunks]
                 offset += numel * k
             self.flat = nn.Parameter(torch.cat(pieces))
         del self._store
@@ -239,7 +241,8 @@ class FusedNB201(nn.Module):
         assert all(rows == list(range(rows[0], rows[-1] + 1)) for rows in self.row_groups.values())
         self.present = present
         # The gradient chunks each proxy reads: (segment, owning cell) on the device.
-        picks = {"live": lambda c: c.live, "live_weights": lambda c: c.live and c.weight, "weights": lambda c: c.weight}
+        picks = {"live": lambda c: c.live, "live_weights": lambda c: c.live and c.weight, "weights": lambda c: c.weight,
+                 "all": lambda c: True}
         chosen = {name: self._select(keep) for name, keep in picks.items()}
         table = torch.tensor([v for s, o in chosen.values() for v in (*s, *o)], dtype=torch.long, device=device)
         self.selections: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -317,11 +320,13 @@ class FusedNB201(nn.Module):
 
     # -- per-chunk statistics ---------------------------------------------------------------
     def chunk_rows(self, values: torch.Tensor) -> list[torch.Tensor]:
-        """``values`` laid out as :attr:`flat` (e.g. its gradient) as (chunks, size) views,
-        one per run of equal-sized chunks, then the 3×3 edge slots' centres: row j of their
+        """``values`` laid out as :attr:`flat` along their last dimension (e.g. its
+        gradient, or per-sample gradients (rows, …)) as (…, chunks, size) views, one per run
+        of equal-sized chunks, then the 3×3 edge slots' centres: chunk j of their
         concatenation is segment j (:attr:`selections`)."""
-        rows = [values[a:b].view(-1, n) for a, b, n in self._runs]
-        return rows + [values[a:b].view(-1, 9)[:, 4].reshape(-1, n) for a, b, n in self._centre_runs]
+        rows = [values[..., a:b].unflatten(-1, (-1, n)) for a, b, n in self._runs]
+        return rows + [values[..., a:b].unflatten(-1, (-1, 9))[..., 4].unflatten(-1, (-1, n))
+                       for a, b, n in self._centre_runs]
 
 
 def chunk_moments(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
