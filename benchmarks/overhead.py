@@ -194,9 +194,15 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: 
         start = time.perf_counter()
         fused = assemble(models)
         assemble_s = time.perf_counter() - start
+        if batch.inputs.device.type == "cuda":  # the footprint K is to be chosen from (issue 25, item 4)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
         start = time.perf_counter()
         fused_pass(fused, batch, cp.options)
         pass_s = time.perf_counter() - start
+        peak_mb = ((torch.cuda.max_memory_allocated() - before) / 2**20
+                   if batch.inputs.device.type == "cuda" else None)
         _, a = counted(per_cell, models)
         fused, asm = counted(assemble, models)
         _, f = counted(fused_pass, fused, batch, cp.options)
@@ -204,7 +210,8 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: 
             "per_cell": {"aten_per_cell": a["aten"] / k, "top_level_per_cell": a["top_level"] / k,
                          "syncs_per_cell": a["syncs"] / k, "seconds_per_cell": per_cell_s / k},
             "fused": {"aten_per_cell": f["aten"] / k, "top_level_per_cell": f["top_level"] / k,
-                      "syncs_per_pass": f["syncs"], "seconds_per_cell": pass_s / k},
+                      "syncs_per_pass": f["syncs"], "seconds_per_cell": pass_s / k,
+                      "pass_peak_mb": peak_mb},
             "assembly": {"aten_per_cell": asm["aten"] / k, "top_level_per_cell": asm["top_level"] / k,
                          "seconds_per_cell": assemble_s / k},
         }
