@@ -320,7 +320,8 @@ def _add_scoring_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded)")
     parser.add_argument("--progress-interval", type=float, default=10.0, help="seconds between progress lines")
     parser.add_argument("--cells-per-pass", type=int, help="score this many cells in one fused pass where a proxy "
-                        "has a fused path (NB201 InTrain; default: chosen per device); scores do not change")
+                        "has a fused path (NB201 InTrain, GradAlign, grad_norm, snip; default: chosen per device); scores "
+                        "move only as another convolution kernel would move them")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,8 +117,10 @@ class CellScorer:
         the host threads. ``precision``: float32, or float64 (:mod:`raynas.precision`).
         ``cells_per_pass``: :meth:`iter_scores` scores this many cells in one fused pass
         where a proxy and space allow it (:mod:`raynas.fused`; a number forces it, even 1);
-        None chooses per device (:func:`auto_cells_per_pass`). It never changes what a cell
-        scores beyond rounding, so runs do not record it."""
+        None chooses per device (:func:`auto_cells_per_pass`). It changes what a cell scores
+        only as another convolution kernel would (within ``tests/kernel_tolerances.py``:
+        the fused path's kernels add in another order, and GradAlign's signs of rounding
+        noise can differ), so runs do not record it."""
         self._setup(ScoringSpec.resolve(space, proxies, dataset, seed, precision), device, measure_memory, threads,
                     cells_per_pass)
 

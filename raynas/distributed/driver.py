@@ -54,7 +54,7 @@ class RunOptions:
     progress_interval_s: float = 10.0
     retry_errors: bool = False  # rescore the cells whose row is an error row, replacing it
     gpu_wait_s: float = 600.0  # --device cuda on a cluster with no GPU yet: how long to wait for one
-    cells_per_pass: int | None = None  # fused scoring (raynas.fused): None chooses per device; changes no score
+    cells_per_pass: int | None = None  # fused scoring (raynas.fused): None chooses per device; scores move by rounding only
     log: logging.Logger = field(default=logger, repr=False)
 
     def spec(self) -> ScoringSpec:
