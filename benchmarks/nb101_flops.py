@@ -72,7 +72,7 @@ def cell_macs(cells: list[int], resolution: int) -> dict[int, int]:
 
 def measure(cells: list[int], proxies: str, settings: list[str]) -> dict:
     import torch
-    from kernel_agreement import SETTINGS, score_cells
+    from kernel_agreement import score_cells
 
     from raynas.proxies.registry import parse_proxies
 

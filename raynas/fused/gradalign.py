@@ -31,7 +31,7 @@ def fusable_options(options: GradAlignOptions) -> bool:
 
 def fused_gradalign(fused: FusedNB201, batch: ProbeBatch, options: GradAlignOptions) -> list[dict[str, float]]:
     """Each cell's GradAlign components (the per-cell path's, to the rounding above)."""
-    k, device = fused.k, batch.inputs.device
+    k = fused.k
     flat = fused.flat.detach()
 
     def sample_loss(values: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
