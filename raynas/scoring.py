@@ -271,12 +271,18 @@ class CellScorer:
             try:
                 with measured(self.device, self.measure_memory) as m:
                     values = fused_scores(self.fused_proxies, [built[k][0] for k in live], self._probes)
-            except Exception as exc:  # noqa: BLE001 — as a per-cell failure: these cells' rows say so
-                logger.exception("cells %s: the fused pass failed", [indices[k] for k in live])
-                values = {cp.label: [exc] * len(live) for cp in self.fused_proxies}
+            except Exception as exc:  # noqa: BLE001 — e.g. out of memory at this K: the cells go one by one
+                logger.warning("cells %s: the fused pass failed (%s: %s); scoring them cell by cell",
+                               [indices[k] for k in live], type(exc).__name__, str(exc).strip().splitlines()[:1])
+                self._release()
+                for k in live:
+                    model, initial, seconds = built[k]
+                    initial.restore()
+                    rows[k] = self._score_built(indices[k], model, initial, seconds)
+                live = []
             # The pass's time is billed to the first fused proxy, as a shared per-cell pass is.
             for n, cp in enumerate(self.fused_proxies):
-                for k, value in zip(live, values[cp.label]):
+                for k, value in zip(live, values[cp.label] if live else ()):
                     self._fill(rows[k], cp, value, m.seconds / len(live) if n == 0 else 0.0, m.peak_mb)
         del built
         self._release()

@@ -147,3 +147,21 @@ def test_fused_gradalign_agrees_with_the_default_route_within_the_kernels_tolera
             if not math.isnan(a[c]):
                 assert relative(a[c], b[c]) <= FLOAT32[c][0], (a["index"], c, a[c], b[c])
     assert not CellScorer("nb201", "gradalign:bn=eval", cells_per_pass=4).fused_proxies
+
+
+def test_a_failed_fused_pass_scores_its_cells_one_by_one(monkeypatch, caplog):
+    """A fused pass that fails (out of memory at a large K, say) loses no cell: they are
+    scored on the per-cell path, with the cause in the log."""
+    import raynas.fused
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    cells = mixed_cells(4, seed=2)
+    want = rows(cells, None, "float64")
+    monkeypatch.setattr(raynas.fused, "fused_scores", fail)
+    got = rows(cells, 4, "float64")
+    assert "the fused pass failed (RuntimeError" in caplog.text and "cell by cell" in caplog.text
+    for a, b in zip(want, got):
+        assert (a["status"], a["error"]) == (b["status"], b["error"])
+        assert all(a[c] == b[c] or (math.isnan(a[c]) and math.isnan(b[c])) for c in COMPONENTS)
