@@ -126,14 +126,17 @@ class CellScorer:
 
     @classmethod
     def from_spec(cls, spec: ScoringSpec, device: str | torch.device | None = None, measure_memory: bool = True,
-                  threads: int | None = None, cells_per_pass: int | None = None) -> CellScorer:
-        """A scorer for a resolved spec (the actors' path: the spec a run recorded)."""
+                  threads: int | None = None, cells_per_pass: int | None = None,
+                  device_share: float = 1.0) -> CellScorer:
+        """A scorer for a resolved spec (the actors' path: the spec a run recorded).
+        ``device_share``: the part of its device's memory this scorer may fill (an actor
+        packed with others on one GPU: its fraction), for the cells per fused pass."""
         scorer = cls.__new__(cls)
-        scorer._setup(spec, device, measure_memory, threads, cells_per_pass)
+        scorer._setup(spec, device, measure_memory, threads, cells_per_pass, device_share)
         return scorer
 
     def _setup(self, spec: ScoringSpec, device: str | torch.device | None, measure_memory: bool,
-               threads: int | None, cells_per_pass: int | None = None) -> None:
+               threads: int | None, cells_per_pass: int | None = None, device_share: float = 1.0) -> None:
         self.spec = spec
         self.measure_memory = measure_memory
         self.space = spec.space
@@ -151,10 +154,6 @@ class CellScorer:
             torch.backends.cuda.matmul.allow_tf32 = False
         if cells_per_pass is not None and cells_per_pass < 1:
             raise ValueError(f"cells_per_pass must be at least 1, got {cells_per_pass}")
-        # An explicit size forces the fused path (even of one cell); auto fuses where it pays.
-        self.cells_per_pass = cells_per_pass or auto_cells_per_pass(self.device)
-        fuse = cells_per_pass is not None or self.cells_per_pass > 1
-        self.fused_proxies = [cp for cp in self.proxies if fusable(self.space, cp)] if fuse else []
         # Probes are built up front: a missing dataset fails here, before any cell is scored.
         self._probes: dict[ProbeSpec, ProbeBatch | None] = {}
         self._shared_needs: dict[ProbeSpec, frozenset[str]] = {}
@@ -163,6 +162,18 @@ class CellScorer:
             if spec not in self._probes:
                 self._probes[spec] = self._make_probe(spec)
             self._shared_needs[spec] = self._shared_needs.get(spec, frozenset()) | cp.proxy.shares
+        # An explicit size forces the fused path (even of one cell); auto fuses where it pays
+        # (FUSED_BY_DEFAULT), as many cells as this scorer's share of the device's memory holds.
+        candidates = [cp for cp in self.proxies if fusable(self.space, cp)]
+        self.cells_per_pass, self.cells_per_pass_reason = cells_per_pass or 1, "given"
+        if cells_per_pass is None:
+            self.cells_per_pass, self.cells_per_pass_reason = auto_cells_per_pass(self.device)
+            if candidates and FUSED_BY_DEFAULT.get(self.device.type):
+                self.fused_proxies = candidates  # the calibration pass is a fused one
+                self.cells_per_pass, self.cells_per_pass_reason = self._measured_cells_per_pass(device_share)
+                logger.warning("%d cells per fused pass: %s", self.cells_per_pass, self.cells_per_pass_reason)
+        fuse = cells_per_pass is not None or self.cells_per_pass > 1
+        self.fused_proxies = candidates if fuse else []
 
     # -- schema -------------------------------------------------------------------------
     @property
@@ -304,6 +315,25 @@ class CellScorer:
             return
         row["error"] = "; ".join(filter(None, [row["error"], message]))
 
+    def _measured_cells_per_pass(self, share: float = 1.0) -> tuple[int, str]:
+        """K from one fused pass of two copies of the space's heaviest cell: its peak
+        memory per cell (networks included) against ``share`` of the device's memory."""
+        from raynas.fused import fused_scores
+
+        heaviest = getattr(self.space, "heaviest_cell", None)
+        cell = heaviest() if callable(heaviest) else 0
+        with measured(self.device, memory=True) as m:
+            models = [self._build(cell)[0] for _ in range(2)]
+            fused_scores(self.fused_proxies, models, self._probes)
+            del models
+        self._release()
+        if self.device.type == "cuda":
+            name, total = torch.cuda.get_device_name(self.device), torch.cuda.mem_get_info(self.device)[1]
+        else:
+            name, total = "this host", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return plan_cells_per_pass(m.peak_mb / 2, total / 2**20 * share,
+                                   f"cell {cell} on {name}, {share:g} of it for this scorer")
+
     # -- helpers ------------------------------------------------------------------------
     def _make_probe(self, spec: ProbeSpec) -> ProbeBatch | None:
         resolution = spec.resolution or self.dataset.resolution
@@ -326,12 +356,29 @@ class CellScorer:
             torch.cuda.empty_cache()
 
 
-def auto_cells_per_pass(device: torch.device) -> int:
-    """Cells per fused pass when not told: 1 (the per-cell path) on every device for now.
-    On this project's CPU the fused NB201 pass is slower than cell by cell
-    (``benchmarks/overhead.py``); on a GPU, where it saves launches, the choice waits for the
-    GPU suite's measurement (docs/results.md). ``cells_per_pass`` forces a size."""
-    return 1
+# Whether auto fuses on a device. CPU: no — the fused NB201 pass is slower than cell by cell
+# there (``benchmarks/overhead.py --fused``: it convolves every cell at every edge). CUDA: not
+# until the GPU suite has measured it (docs/results.md, "Fused scoring"); then K comes from
+# the GPU's memory (:func:`plan_cells_per_pass`).
+FUSED_BY_DEFAULT = {"cpu": False, "cuda": False}
+MAX_CELLS_PER_PASS = 64  # past this the launches per cell hardly fall (benchmarks/overhead.py)
+PASS_HEADROOM = 1.5  # the calibration cell is the heaviest, but allocator fragmentation varies
+PASS_USABLE = 0.8  # of this scorer's share of the GPU
+
+
+def auto_cells_per_pass(device: torch.device) -> tuple[int, str]:
+    """(cells per fused pass, why) when not told, before any measurement: 1 (the per-cell
+    path) unless :data:`FUSED_BY_DEFAULT` says the device fuses."""
+    return 1, f"the per-cell path on {device.type} (raynas.scoring.FUSED_BY_DEFAULT)"
+
+
+def plan_cells_per_pass(per_cell_mb: float, available_mb: float, where: str) -> tuple[int, str]:
+    """(K, reason): as many cells per fused pass as ``available_mb`` holds at
+    ``per_cell_mb`` each with :data:`PASS_HEADROOM`, between 1 and :data:`MAX_CELLS_PER_PASS`."""
+    fit = int(available_mb * PASS_USABLE // (per_cell_mb * PASS_HEADROOM)) if per_cell_mb > 0 else MAX_CELLS_PER_PASS
+    k = max(1, min(MAX_CELLS_PER_PASS, fit))
+    return k, (f"a fused pass holds {per_cell_mb:,.0f} MiB per cell ({where}); ×{PASS_HEADROOM} headroom fits {fit} "
+               f"in {PASS_USABLE:.0%} of {available_mb:,.0f} MiB; at most {MAX_CELLS_PER_PASS} → {k}")
 
 
 def fusable(space: SearchSpace, cp: ConfiguredProxy) -> bool:

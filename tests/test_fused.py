@@ -165,3 +165,19 @@ def test_a_failed_fused_pass_scores_its_cells_one_by_one(monkeypatch, caplog):
     for a, b in zip(want, got):
         assert (a["status"], a["error"]) == (b["status"], b["error"])
         assert all(a[c] == b[c] or (math.isnan(a[c]) and math.isnan(b[c])) for c in COMPONENTS)
+
+
+def test_cells_per_pass_from_measured_memory():
+    """The auto choice on a device that fuses: K from one fused pass's peak memory per cell
+    against the scorer's share of the device, within 1..MAX, with its reason."""
+    from raynas.scoring import MAX_CELLS_PER_PASS, plan_cells_per_pass
+
+    assert plan_cells_per_pass(100.0, 1500.0, "x")[0] == 8  # 1500 · 0.8 // (100 · 1.5)
+    assert plan_cells_per_pass(1e6, 10.0, "x")[0] == 1
+    assert plan_cells_per_pass(0.001, 1e6, "x")[0] == MAX_CELLS_PER_PASS
+    k, reason = plan_cells_per_pass(100.0, 1500.0, "cell 7 on this host")
+    assert "100 MiB per cell (cell 7 on this host)" in reason and reason.endswith("→ 8")
+    scorer = CellScorer("nb201", "intrain:batch_size=4,resolution=8", threads=1, cells_per_pass=2)
+    k, reason = scorer._measured_cells_per_pass(share=0.5)  # on this CPU: a real measurement
+    assert 1 <= k <= MAX_CELLS_PER_PASS and "MiB per cell (cell" in reason and "0.5 of it" in reason
+    assert CellScorer("nb201", "intrain").cells_per_pass_reason.startswith("the per-cell path on cpu")

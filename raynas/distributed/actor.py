@@ -65,7 +65,8 @@ class ShardScorer:
         # The recorded spec, not the user's request strings: a plugin the worker cannot
         # import fails here, naming its module.
         spec = ScoringSpec.from_config(config)
-        self.scorer = CellScorer.from_spec(spec, device=device, threads=max(1, threads), cells_per_pass=cells_per_pass)
+        self.scorer = CellScorer.from_spec(spec, device=device, threads=max(1, threads), cells_per_pass=cells_per_pass,
+                                           device_share=_gpu_share() if device == "cuda" else 1.0)
         own = self.scorer.config()
         if own != config:
             # E.g. a worker node resolving another probe file than the driver did.
@@ -106,3 +107,13 @@ class ShardScorer:
             self.progress.committed.remote(name)
         logger.info("wrote %s (%d cells)", name, len(rows))
         return {"part": name, "cells": len(rows), "errors": errors, "seconds": time.perf_counter() - start}
+
+
+def _gpu_share() -> float:
+    """This actor's fraction of its GPU (Ray's assignment; 1 outside an actor)."""
+    try:
+        import ray
+
+        return min(1.0, float(ray.get_runtime_context().get_assigned_resources().get("GPU", 1.0)))
+    except Exception:  # noqa: BLE001 — not in a Ray worker: the whole GPU
+        return 1.0
