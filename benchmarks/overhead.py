@@ -142,7 +142,8 @@ def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) 
     return result
 
 
-def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: str = "intrain") -> dict:
+def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: str = "intrain",
+                 real: bool = False) -> dict:
     """``proxy`` (InTrain or GradAlign, on the tiny probe) per cell and fused, on the same non-degenerate cells, for each K: the scoring
     pass only (the networks are built first, as both paths build them). The fused path's
     assembly — copying the K networks' tensors into its one flat parameter — is counted
@@ -164,8 +165,11 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: 
         use_gpu_code_path()
     space = get_space("nb201")
     pool = [int(c) for c in np.random.default_rng(0).permutation(len(space)) if not space.is_degenerate(int(c))]
-    spec = TINY[proxy][0]
-    scorer = tiny_scorer(proxy, device)
+    from raynas.scoring import CellScorer
+
+    # ``real``: the proxy's own probe (batch 64 / 128 at 32×32), where a GPU's cells/s is read
+    spec = proxy if real else TINY[proxy][0]
+    scorer = CellScorer("nb201", spec, device=device, measure_memory=False) if real else tiny_scorer(proxy, device)
     cp = scorer.proxies[0]
     batch = scorer._probes[cp.probe_spec()]
     fused_pass = {"intrain": fused_intrain, "gradalign": fused_gradalign}[proxy]
@@ -285,10 +289,12 @@ def main() -> None:
                     help="measure this checkout on the code paths it takes on a GPU (the baseline has one path)")
     ap.add_argument("--fused", help="comma-separated K: InTrain fused K cells per pass vs per cell (this checkout)")
     ap.add_argument("--fused-proxy", default="intrain", choices=["intrain", "gradalign"], help="the proxy --fused measures")
+    ap.add_argument("--fused-real", action="store_true", help="--fused on the proxy's own probe, not the tiny one")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fused:
-        result = fused_worker([int(k) for k in args.fused.split(",")], args.device, args.gpu_code_path, args.fused_proxy)
+        result = fused_worker([int(k) for k in args.fused.split(",")], args.device, args.gpu_code_path, args.fused_proxy,
+                              args.fused_real)
         print(fused_table(result))
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))

@@ -6,7 +6,7 @@
 #   bash benchmarks/run_gpu_suite.sh            # results under $OUT/suite (or ./gpu-suite-out)
 # Environment: BASELINES="bda6610 488ab11" (the .baseline/ folders swept beside this checkout),
 # BUDGET_S (the suite's limit), FUSED_KS="1,8,32,128" (first, the fused pass's launches, time and
-# agreement beside the per-cell path: benchmarks/overhead.py --fused; FUSED_GA_KS: GradAlign's), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
+# agreement beside the per-cell path: benchmarks/overhead.py --fused; FUSED_GA_KS: GradAlign's; FUSED_REAL_KS: InTrain on its own probe), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
 # whole-space run instead of starting one; it comes back compacted beside the suite's folder),
 # NB101_CELLS=8 (then: NB101 InTrain's achieved FLOP/s against the GPU's peak in fp32, TF32 and
 # bf16 autocast, and the whole space's price at that rate: benchmarks/nb101_flops.py).
@@ -29,6 +29,10 @@ fi
 if [ -n "${FUSED_KS:-}" ]; then   # issue 25: the fused pass on this GPU beside the per-cell one (never blocks the suite)
     timeout "${FUSED_TIMEOUT_S:-120}" python3 benchmarks/overhead.py --fused "$FUSED_KS" --device cuda \
         --json "$root/overhead_fused.json" 2>&1 | tee "$root/overhead_fused.log" || true
+fi
+if [ -n "${FUSED_REAL_KS:-}" ]; then   # the same on InTrain's own probe (batch 64 at 32×32): cells/s against K
+    timeout "${FUSED_REAL_TIMEOUT_S:-60}" python3 benchmarks/overhead.py --fused "$FUSED_REAL_KS" --fused-real \
+        --device cuda --json "$root/overhead_fused_real.json" 2>&1 | tee "$root/overhead_fused_real.log" || true
 fi
 if [ -n "${FUSED_GA_KS:-}" ]; then   # the same for GradAlign's fused pass
     timeout "${FUSED_GA_TIMEOUT_S:-60}" python3 benchmarks/overhead.py --fused "$FUSED_GA_KS" --fused-proxy gradalign \
