@@ -48,6 +48,9 @@ class Ensemble:
         text = text.strip()
         if text in ENSEMBLES:
             return ENSEMBLES[text]
+        if "," in text:  # "a,b" would be one ensemble named "a,b": say so rather than guess
+            raise ValueError(f"ensemble {text!r}: one ensemble per request (columns join with '+'); "
+                             "give each ensemble its own --ensemble / --report")
         head, eq, body = text.partition("=")
         name, body = (head.strip(), body) if eq else (text, text)
         combine, colon, columns = body.partition(":")

@@ -53,6 +53,8 @@ def test_parse_names_combinations_and_builtins():
         Ensemble.parse("a+a")
     with pytest.raises(ValueError, match="more than once"):
         parse_ensembles(["e=a+b", "e=b+c"])
+    with pytest.raises(ValueError, match="one ensemble per request"):  # not one named "recommended,c"
+        Ensemble.parse("recommended,c=logrank:a+b")
 
 
 def test_add_ensembles_appends_columns_and_names_missing_members():
