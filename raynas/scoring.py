@@ -165,13 +165,13 @@ class CellScorer:
         # An explicit size forces the fused path (even of one cell); auto fuses where it pays
         # (FUSED_BY_DEFAULT), as many cells as this scorer's share of the device's memory holds.
         candidates = [cp for cp in self.proxies if fusable(self.space, cp)]
-        self.cells_per_pass, self.cells_per_pass_reason = cells_per_pass or 1, "given"
-        if cells_per_pass is None:
+        if cells_per_pass is not None:
+            self.cells_per_pass, self.cells_per_pass_reason = cells_per_pass, "given"
+        elif candidates and FUSED_BY_DEFAULT.get(self.device.type):
+            self.cells_per_pass, self.cells_per_pass_reason = self._measured_cells_per_pass(candidates, device_share)
+            logger.warning("%d cells per fused pass: %s", self.cells_per_pass, self.cells_per_pass_reason)
+        else:
             self.cells_per_pass, self.cells_per_pass_reason = auto_cells_per_pass(self.device)
-            if candidates and FUSED_BY_DEFAULT.get(self.device.type):
-                self.fused_proxies = candidates  # the calibration pass is a fused one
-                self.cells_per_pass, self.cells_per_pass_reason = self._measured_cells_per_pass(device_share)
-                logger.warning("%d cells per fused pass: %s", self.cells_per_pass, self.cells_per_pass_reason)
         fuse = cells_per_pass is not None or self.cells_per_pass > 1
         self.fused_proxies = candidates if fuse else []
 
@@ -283,8 +283,9 @@ class CellScorer:
                 with measured(self.device, self.measure_memory) as m:
                     values = fused_scores(self.fused_proxies, [built[k][0] for k in live], self._probes)
             except Exception as exc:  # noqa: BLE001 — e.g. out of memory at this K: the cells go one by one
+                first_line = (str(exc).strip().splitlines() or [""])[0]
                 logger.warning("cells %s: the fused pass failed (%s: %s); scoring them cell by cell",
-                               [indices[k] for k in live], type(exc).__name__, str(exc).strip().splitlines()[:1])
+                               [indices[k] for k in live], type(exc).__name__, first_line)
                 self._release()
                 for k in live:
                     model, initial, seconds = built[k]
@@ -315,16 +316,16 @@ class CellScorer:
             return
         row["error"] = "; ".join(filter(None, [row["error"], message]))
 
-    def _measured_cells_per_pass(self, share: float = 1.0) -> tuple[int, str]:
-        """K from one fused pass of two copies of the space's heaviest cell: its peak
-        memory per cell (networks included) against ``share`` of the device's memory."""
+    def _measured_cells_per_pass(self, proxies: Sequence[ConfiguredProxy], share: float = 1.0) -> tuple[int, str]:
+        """K from one fused pass of ``proxies`` over two copies of the space's heaviest cell:
+        its peak memory per cell (networks included) against ``share`` of the device's memory."""
         from raynas.fused import fused_scores
 
         heaviest = getattr(self.space, "heaviest_cell", None)
         cell = heaviest() if callable(heaviest) else 0
         with measured(self.device, memory=True) as m:
             models = [self._build(cell)[0] for _ in range(2)]
-            fused_scores(self.fused_proxies, models, self._probes)
+            fused_scores(proxies, models, self._probes)
             del models
         self._release()
         if self.device.type == "cuda":

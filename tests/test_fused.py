@@ -178,6 +178,6 @@ def test_cells_per_pass_from_measured_memory():
     k, reason = plan_cells_per_pass(100.0, 1500.0, "cell 7 on this host")
     assert "100 MiB per cell (cell 7 on this host)" in reason and reason.endswith("→ 8")
     scorer = CellScorer("nb201", "intrain:batch_size=4,resolution=8", threads=1, cells_per_pass=2)
-    k, reason = scorer._measured_cells_per_pass(share=0.5)  # on this CPU: a real measurement
+    k, reason = scorer._measured_cells_per_pass(scorer.fused_proxies, share=0.5)  # on this CPU: a real measurement
     assert 1 <= k <= MAX_CELLS_PER_PASS and "MiB per cell (cell" in reason and "0.5 of it" in reason
     assert CellScorer("nb201", "intrain").cells_per_pass_reason.startswith("the per-cell path on cpu")

@@ -25,7 +25,7 @@ def fused_weight_products(fused: FusedNB201, batch: ProbeBatch, proxies: list[st
     (grad,) = torch.autograd.grad(summed_loss(logits, batch.labels), [fused.flat])
     w, g = fused.flat.detach().double(), grad.double()
     segment, owner = fused.selections["weights"]
-    totals = torch.stack([torch.zeros(k, dtype=torch.float64, device=device).index_add(0, owner, PRODUCTS[p](fused, w, g)[segment])
-                          for p in proxies])
+    zeros = torch.zeros(k, dtype=torch.float64, device=device)
+    totals = torch.stack([zeros.index_add(0, owner, PRODUCTS[p](fused, w, g)[segment]) for p in proxies])
     values = torch.cat([totals, degenerate.double().unsqueeze(0)]).T.tolist()  # the one read-back
     return [None if v[-1] else dict(zip(proxies, v[:-1])) for v in values]

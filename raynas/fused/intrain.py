@@ -53,7 +53,8 @@ def fused_intrain(fused: FusedNB201, batch: ProbeBatch, options: InTrainOptions)
     return [None if v[3] else from_sums(v[:3], n) for v, n in zip(values, layers)]
 
 
-def log_participation(fused: FusedNB201, taped: list[tuple[int, torch.Tensor]], options: InTrainOptions) -> torch.Tensor:
+def log_participation(fused: FusedNB201, taped: list[tuple[int, torch.Tensor]],
+                      options: InTrainOptions) -> torch.Tensor:
     """Σ log PR per cell over its layers among ``taped`` (K,), float64 on the device: the
     outputs of one shape stacked, each (layer, cell) its own covariance."""
     k = fused.k

@@ -140,7 +140,8 @@ class FusedNB201(nn.Module):
         self._row_keys.append(key)
         return len(self.present_rows) - 1
 
-    def _bn_of(self, bns: Sequence[nn.BatchNorm2d | None], group: str, live: Sequence[bool] | None = None) -> tuple[int, int]:
+    def _bn_of(self, bns: Sequence[nn.BatchNorm2d | None], group: str,
+               live: Sequence[bool] | None = None) -> tuple[int, int]:
         """A fused BN's (weight, bias); a cell without one (None) holds zeros."""
         shape = next(b for b in bns if b is not None).weight.shape
         chunks = [Chunk(i, real=b is not None, live=True if live is None else live[i]) for i, b in enumerate(bns)]
@@ -156,14 +157,15 @@ class FusedNB201(nn.Module):
         shape = (ref.out_channels, ref.in_channels // ref.groups, size, size)
         chunks = [Chunk(i, real=c is not None, weight=True, live=True if live is None else live[i],
                         centre=c is not None and c.kernel_size[0] < size) for i, c in enumerate(convs)]
-        pieces = [None if c is None else (c.weight if c.kernel_size[0] == size else F.pad(c.weight.detach(), (1, 1, 1, 1)))
+        pieces = [None if c is None else c.weight if c.kernel_size[0] == size else F.pad(c.weight.detach(), (1, 1, 1, 1))
                   for c in convs]
         weight = self._store.add(group if size == 3 else "other", shape, pieces, chunks)
         bn = None if bns is None else self._bn_of(bns, "bn", live)
         row = self._tape_row([c is not None for c in convs], (ref.out_channels, level))
         return _Conv(weight, bn, ref.stride[0], ref.padding[0], self.k if groups is None else groups, row)
 
-    def _reduction_of(self, blocks: Sequence[ResNetBasicBlock], position: int, level: int) -> tuple[_Conv, _Conv, _Conv]:
+    def _reduction_of(self, blocks: Sequence[ResNetBasicBlock], position: int,
+                      level: int) -> tuple[_Conv, _Conv, _Conv]:
         def relu_conv_bn(ops: Sequence[ReLUConvBN]) -> _Conv:
             return self._conv_of([op[1] for op in ops], [op[2] for op in ops], f"reduction{position}", level)
 
