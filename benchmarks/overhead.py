@@ -144,8 +144,9 @@ def worker(proxies: list[str], device: str | None, gpu_code_path: bool = False) 
 
 def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: str = "intrain",
                  real: bool = False) -> dict:
-    """``proxy`` (InTrain or GradAlign, on the tiny probe) per cell and fused, on the same non-degenerate cells, for each K: the scoring
-    pass only (the networks are built first, as both paths build them). The fused path's
+    """``proxy`` (InTrain or GradAlign; the tiny probe, or with ``real`` its own) per cell
+    and fused, on the same non-degenerate cells, for each K: the scoring pass only (the
+    networks are built first, as both paths build them). The fused path's
     assembly — copying the K networks' tensors into its one flat parameter — is counted
     apart: it is host work where the networks are built (on a GPU, the per-cell path's
     counterpart is moving each network's ~150 tensors to the device, which neither count
@@ -157,6 +158,7 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: 
     from raynas.fused.gradalign import fused_gradalign
     from raynas.fused.intrain import fused_intrain
     from raynas.fused.nb201 import FusedNB201
+    from raynas.measure import measured
     from raynas.proxies.base import ProxyContext
     from raynas.spaces import get_space
 
@@ -178,7 +180,7 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: 
         return [cp.proxy.compute(model, batch, cp.options, ProxyContext(scorer.device, 10, 0)) for model in models]
 
     def assemble(models) -> FusedNB201:
-        return FusedNB201(models).to(batch.inputs.device, batch.inputs.dtype)
+        return FusedNB201(models)  # on the models' device and dtype, as fused_scores builds it
 
     def counted(run, *args) -> tuple[object, dict]:
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -198,15 +200,11 @@ def fused_worker(ks: list[int], device: str | None, gpu_code_path: bool, proxy: 
         start = time.perf_counter()
         fused = assemble(models)
         assemble_s = time.perf_counter() - start
-        if batch.inputs.device.type == "cuda":  # the footprint K is to be chosen from (issue 25, item 4)
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        start = time.perf_counter()
-        fused_pass(fused, batch, cp.options)
-        pass_s = time.perf_counter() - start
-        peak_mb = ((torch.cuda.max_memory_allocated() - before) / 2**20
-                   if batch.inputs.device.type == "cuda" else None)
+        # On a GPU also the pass's peak memory: the footprint K is to be chosen from (issue 25, item 4).
+        on_gpu = batch.inputs.device.type == "cuda"
+        with measured(batch.inputs.device, memory=on_gpu) as timed:
+            fused_pass(fused, batch, cp.options)
+        pass_s, peak_mb = timed.seconds, timed.peak_mb if on_gpu else None
         _, a = counted(per_cell, models)
         fused, asm = counted(assemble, models)
         _, f = counted(fused_pass, fused, batch, cp.options)
