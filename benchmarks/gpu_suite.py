@@ -20,7 +20,9 @@ Phases, each skipped when the budget is spent, each adding to ``OUT/gpu_suite.js
    TF32, then bf16 autocast) and on the CPU (``benchmarks/kernel_agreement.py``): the
    largest relative difference per component of each against the CPU's fp32.
 4. **whole**: as much of the whole NB201 space as the time left allows, through the same
-   command (into ``--whole-dir`` when given, resuming a run already there), compacted into ``OUT/nb201_cifar10_whole.parquet`` (index-sorted; resumable).
+   command, one run per ``--whole DATASET=PROXIES`` (in order, each an equal share of the
+   time left; into ``--whole-dir`` when one run is given, resuming a run already there),
+   each compacted into ``OUT/nb201_DATASET_whole.parquet`` (index-sorted; resumable).
 
 ``--device cpu --tiny`` runs every phase end to end at toy sizes and fixed cell counts, with
 no budget (the test suite does, so the suite cannot rot; a busy machine only makes it slower).
@@ -42,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_PROXIES = "intrain;gradalign"
 WHOLE_PROXIES = "intrain,gradalign,synflow,params,flops"
+TINY_WHOLE_PROXIES = "intrain:batch_size=8,resolution=16;params"
 
 
 def fixed_cells(n: int) -> list[int]:
@@ -276,6 +279,7 @@ def device_facts(device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
+    specs = whole_specs(args)  # bad input stops the suite before its first phase
     suite = Suite(Path(args.out), args.budget_s, fixed=args.tiny)
     report = suite.report
     report.update(device_facts(args.device))
@@ -342,31 +346,55 @@ def run(args: argparse.Namespace) -> dict:
             print(f"agreement failed: {exc}", flush=True)
         suite.save()
 
-    if suite.left() > 30:
-        whole_dir = Path(args.whole_dir) if args.whole_dir else suite.out / "whole"
-        whole_proxies = "intrain:batch_size=8,resolution=16;params" if args.tiny else args.whole_proxies
+    report["whole"] = {}
+    for n, (dataset, whole_proxies) in enumerate(specs):
+        # each run its share of what is left; what an early finisher leaves goes to the next
+        share = (suite.left() - 15) / (len(specs) - n)
+        if share < 30:
+            report["whole"][dataset] = {"skipped": "out of time"}
+            continue
+        whole_dir = Path(args.whole_dir) if args.whole_dir else suite.out / "whole" / dataset
         whole_cells = ["--cells", "0:6"] if args.tiny else ["--all"]
         start = time.monotonic()
-        code, log = raynas_score(["--device", args.device, *whole_cells, "--proxies", whole_proxies,
-                                  "--out", str(whole_dir), "--progress-interval", "30"], suite.left() - 15)
-        (suite.out / "whole.log").write_text(log)
-        report["whole"] = {"returncode": code, "seconds": time.monotonic() - start, "proxies": whole_proxies,
-                           "summary": summary_line(log)}
+        code, log = raynas_score(["--device", args.device, *whole_cells, "--dataset", dataset, "--proxies", whole_proxies,
+                                  "--out", str(whole_dir), "--progress-interval", "30"], share)
+        (suite.out / f"whole_{dataset}.log").write_text(log)
+        whole = report["whole"][dataset] = {"returncode": code, "seconds": time.monotonic() - start,
+                                            "proxies": whole_proxies, "summary": summary_line(log)}
         if (whole_dir / "_raynas_run.json").exists():
+            import pyarrow.parquet as pq
+
             from raynas.results import load_results
 
             table = load_results(whole_dir)
-            report["whole"]["exactly_once"] = exactly_once(whole_dir)
-            report["whole"]["cells"] = table.num_rows
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, suite.out / "nb201_cifar10_whole.parquet", compression="zstd")
-        print(f"whole space: {report['whole'].get('cells', 0)} cells in {report['whole']['seconds']:.0f} s", flush=True)
+            whole["exactly_once"] = exactly_once(whole_dir)
+            whole["cells"] = table.num_rows
+            pq.write_table(table, suite.out / f"nb201_{dataset}_whole.parquet", compression="zstd")
+        print(f"whole space, {dataset} ({whole_proxies}): {whole.get('cells', 0)} cells in {whole['seconds']:.0f} s",
+              flush=True)
         suite.save()
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     suite.save()
     print_table(report)
     return report
+
+
+def whole_specs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--whole DATASET=PROXIES`` as (dataset, proxies) pairs, in order; at toy sizes the
+    default is one small CIFAR-10 run."""
+    texts = args.whole or [f"cifar10={TINY_WHOLE_PROXIES if args.tiny else WHOLE_PROXIES}"]
+    specs = []
+    for text in texts:
+        dataset, eq, proxies = text.partition("=")
+        if not eq or not dataset.strip() or not proxies.strip():
+            raise SystemExit(f"--whole {text!r}: write DATASET=PROXIES, e.g. 'imagenet16-120=az_nas;flops'")
+        specs.append((dataset.strip(), proxies.strip()))
+    datasets = [d for d, _ in specs]
+    if len(set(datasets)) != len(datasets):
+        raise SystemExit(f"--whole: one run per dataset, got {datasets}")
+    if args.whole_dir and len(specs) > 1:
+        raise SystemExit("--whole-dir resumes one run: give one --whole with it")
+    return specs
 
 
 def print_table(report: dict) -> None:
@@ -400,10 +428,12 @@ def main() -> None:
     ap.add_argument("--ray-cells", type=int, default=300, help="cells of the Ray run (0: skip it)")
     ap.add_argument("--agreement-cells", type=int, default=20,
                     help="cells scored with every proxy on the GPU and on the CPU, compared (0: skip it)")
-    ap.add_argument("--whole-dir", help="results folder of the whole-space phase; an existing run there is resumed "
-                                        "(default: OUT/whole)")
+    ap.add_argument("--whole-dir", help="results folder of the whole-space phase's one run; an existing run there "
+                                        "is resumed (default: OUT/whole/DATASET)")
     ap.add_argument("--ray-reserve-s", type=float, default=150, help="seconds the sweep leaves for the Ray phases")
-    ap.add_argument("--whole-proxies", default=WHOLE_PROXIES)
+    ap.add_argument("--whole", action="append", metavar="DATASET=PROXIES",
+                    help="a whole-space run of the last phase, repeatable, in order, each given an equal share of the "
+                         f"time left (default: cifar10={WHOLE_PROXIES})")
     ap.add_argument("--tiny", action="store_true", help="toy sizes (CPU test)")
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -7,7 +7,8 @@
 # Environment: BASELINES="bda6610 488ab11" (the .baseline/ folders swept beside this checkout),
 # BUDGET_S (the suite's limit), FUSED_KS="1,8,32,128" (first, the fused pass's launches, time and
 # agreement beside the per-cell path: benchmarks/overhead.py --fused; FUSED_GA_KS: GradAlign's; FUSED_REAL_KS: InTrain on its own probe), RESUME_WHOLE=data/scores/partial/nb201_cifar10_gpu (resume that
-# whole-space run instead of starting one; it comes back compacted beside the suite's folder),
+# whole-space run instead of starting one, with the one --whole DATASET=PROXIES it was scored with; it
+# comes back compacted beside the suite's folder),
 # NB101_CELLS=8 (then: NB101 InTrain's achieved FLOP/s against the GPU's peak in fp32, TF32 and
 # bf16 autocast, and the whole space's price at that rate: benchmarks/nb101_flops.py).
 # Further arguments go to benchmarks/gpu_suite.py.

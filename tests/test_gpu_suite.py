@@ -40,10 +40,11 @@ def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
     assert report["ray"]["exactly_once"]["rows"] == 8
     agreement = report["agreement"]["largest_relative_difference"]["threads1"]
     assert set(agreement) >= {"intrain", "o", "gradalign_1", "params"} and agreement["params"] == 0
-    whole = report["whole"]
+    assert list(report["whole"]) == ["cifar10"]  # --whole's default, one run
+    whole = report["whole"]["cifar10"]
     assert whole["cells"] == 6 and whole["exactly_once"]["ok"]
     table = pq.read_table(out / "nb201_cifar10_whole.parquet")
-    assert table.num_rows == whole["cells"]
+    assert table.num_rows == whole["cells"] and set(table.column("dataset").to_pylist()) == {"cifar10"}
     assert table.column("index").to_pylist() == sorted(table.column("index").to_pylist())
     assert "speed-up over baseline at 1 worker" in done.stdout
     profile = report["profile"]  # where one process's time goes, per proxy (params: the build alone)
@@ -52,3 +53,16 @@ def test_gpu_suite_runs_every_phase_on_cpu(tmp_path):
         assert figures["wall_ms"] > 0 and figures["cpu_ops_per_cell"] > 0
         assert figures["gpu_ops_per_cell"] == 0  # on a CPU: no kernels to count
     assert profile["intrain:batch_size=8,resolution=16"]["cpu_ops_per_cell"] > profile["params"]["cpu_ops_per_cell"]
+
+
+@pytest.mark.parametrize("whole, message", [
+    (["--whole", "cifar10"], "write DATASET=PROXIES"),
+    (["--whole", "cifar10=params", "--whole", "cifar10=flops"], "one run per dataset"),
+    (["--whole", "cifar10=params", "--whole", "cifar100=params", "--whole-dir", "x"], "--whole-dir resumes one run"),
+])
+def test_gpu_suite_refuses_bad_whole_runs_before_any_phase(tmp_path, whole, message):
+    out = tmp_path / "suite"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--device", "cpu", "--tiny",
+                           "--out", str(out), *whole], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and message in done.stderr
+    assert not out.exists()  # no phase ran
