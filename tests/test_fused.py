@@ -131,7 +131,7 @@ def test_fused_gradalign_is_the_per_cell_vmap_route_in_float64():
         want = model_alignment(model, batch, "per_sample", max_rows=1000, closed_form=False)
         for c, allowed in FLIP.items():
             assert relative(want[c], got[c]) <= allowed, (cell, c, want[c], got[c])
-        assert got["gradalign_1"] / got["gradalign_1_per_param"] == sum(p.numel() for p in model.parameters())
+        assert got["gradalign_1_per_param"] == got["gradalign_1"] / sum(p.numel() for p in model.parameters())
     assert all(relative(alone[c], fused[-1][c]) <= FLIP[c] for c in alone)
 
 

@@ -1,6 +1,8 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
+import torch.nn.functional as F
 
 from raynas.spaces import get_space
 from raynas.spaces.nb201 import NUM_CELLS, format_arch, has_input_output_path, parse_arch
@@ -94,3 +96,25 @@ def test_degenerate_cells_have_constant_output_and_others_do_not():
     for i in degenerate + alive:
         out = SPACE.build(i, 10).train()(x).detach()
         assert bool((out == out[:1]).all()) == (i in degenerate), i
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+@pytest.mark.parametrize("shape", [(4, 16, 32, 32), (3, 5, 8, 8), (2, 3, 2, 2), (2, 3, 1, 5), (1, 2, 1, 1)])
+def test_avg_pool_3x3_is_torch_s_pool_without_padding_counted(dtype, tol, shape):
+    from raynas.spaces.nb201_network import AvgPool3x3, avg_pool_3x3
+
+    x = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    cotangent = torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(4))
+    ours, torchs = avg_pool_3x3(x), F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    (g_ours,) = torch.autograd.grad(ours, x, cotangent)
+    (g_torch,) = torch.autograd.grad(torchs, x, cotangent)
+    assert ours.dtype == dtype and ours.shape == x.shape
+    assert ((ours - torchs).abs().max() / torchs.abs().max()).item() <= tol
+    assert ((g_ours - g_torch).abs().max() / g_torch.abs().max()).item() <= tol
+    # a corner's mean is over its 4 in-map neighbours, an edge's over 6 (a 2×2 map: all 4 everywhere)
+    ones = torch.ones(1, 1, 4, 4, dtype=dtype)
+    x4 = torch.arange(16, dtype=dtype).reshape(1, 1, 4, 4)
+    assert torch.equal(avg_pool_3x3(ones), ones)
+    assert avg_pool_3x3(x4)[0, 0, 0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4)
+    assert avg_pool_3x3(x4)[0, 0, 0, 1].item() == pytest.approx((0 + 1 + 2 + 4 + 5 + 6) / 6)
+    assert isinstance(AvgPool3x3(), torch.nn.AvgPool2d)  # what the fused path recognises a pool edge by

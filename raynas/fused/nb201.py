@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from raynas.spaces.nb201_cell import EDGES
-from raynas.spaces.nb201_network import InferCell, ReLUConvBN, ResNetBasicBlock, TinyNetwork
+from raynas.spaces.nb201_network import InferCell, ReLUConvBN, ResNetBasicBlock, TinyNetwork, avg_pool_3x3
 
 @dataclass(frozen=True)
 class Chunk:
@@ -315,7 +315,7 @@ class FusedNB201(nn.Module):
                     node = torch.addcmul(node, source, self._masks[edge.skip])
                 if edge.pool is not None:
                     if edge.source not in pooled:
-                        pooled[edge.source] = F.avg_pool2d(source, 3, 1, 1, count_include_pad=False)
+                        pooled[edge.source] = avg_pool_3x3(source)
                     node = torch.addcmul(node, pooled[edge.source], self._masks[edge.pool])
             nodes.append(node)
         return nodes[3]
