@@ -20,6 +20,9 @@ HARMLESS_ACTOR_ARGS_WARNING = re.compile(rb"core_worker\.cc:\d+: Actor with clas
                                          rb"has constructor arguments in the object store")
 
 
+STARTS = 3  # tries of an embedded Ray's start, each of Ray's fixed 30 s
+
+
 def init_embedded_ray(num_cpus: int) -> None:
     """A local Ray for this process only. Token authentication (on by default for local
     clusters since Ray 2.59) guards a cluster others can reach; this one lives and dies with
@@ -27,18 +30,20 @@ def init_embedded_ray(num_cpus: int) -> None:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    for attempt in (1, 2):
+    for attempt in range(1, STARTS + 1):
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING)
             return
         except Exception as exc:  # noqa: BLE001 — Ray raises a bare Exception for this
             # Ray waits a fixed 30 s for its raylet to register; on a machine busy with other
-            # work that can pass with nothing wrong. Once more, then the error stands.
-            if attempt == 2 or "timed out during startup" not in str(exc):
+            # work (other Ray clusters, say) that can pass with nothing wrong. Again, up to
+            # STARTS times in all, then the error stands.
+            if attempt == STARTS or "timed out during startup" not in str(exc):
                 raise
-            logging.getLogger("raynas.driver").warning("the embedded Ray did not start within Ray's 30 s "
-                                                       "(a busy machine?); starting it once more")
+            logging.getLogger("raynas.driver").warning(
+                f"the embedded Ray did not start within Ray's 30 s (a busy machine?); starting it again "
+                f"({attempt + 1} of {STARTS})")
             ray.shutdown()
 
 
