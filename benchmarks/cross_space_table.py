@@ -15,7 +15,7 @@ each; TransNAS-Bench-101 micro's proxies are ranked against the ground truth ray
 the same metric from NASLib's later export, which differs from the ``val_accuracy`` stored
 beside the proxies by up to 6.7 points on class_scene (correlation 0.997) —, so that both
 rows are judged by one truth; ``--same-cells``: only the cells of raynas' own column of the same name). τ is printed
-to three decimals; "–" where a proxy was not run.
+to three decimals (``--rho``: "τ (ρ)"); "–" where a proxy was not run.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ SUITE_ZERO_PROXIES = ("synflow", "grasp", "fisher", "grad_norm", "snip", "jacov"
 TNB101_TASKS = ("class_scene", "class_object", "jigsaw", "room_layout", "segmentsemantic", "normal", "autoencoder")
 
 
-def suite_zero_columns(root: Path, cells_of: dict[str, set[int]] | None = None) -> dict[str, dict[str, float]]:
-    """{space/task column: {proxy: τ}} from Suite-Zero's exported files; where ``cells_of``
+def suite_zero_columns(root: Path, cells_of: dict[str, set[int]] | None = None) -> dict[str, dict[str, tuple]]:
+    """{space/task column: {proxy: (τ, ρ)}} from Suite-Zero's exported files; where ``cells_of``
     names a column's cells (raynas' own scoring of it), on those cells only."""
     from raynas.spaces import get_space
 
-    columns: dict[str, dict[str, float]] = {}
+    columns: dict[str, dict[str, tuple]] = {}
 
     def add(name: str, table, accuracy: list[float], index: list[int]) -> None:
         keep = [cells_of is None or name not in cells_of or i in cells_of[name] for i in index]
@@ -47,8 +47,8 @@ def suite_zero_columns(root: Path, cells_of: dict[str, set[int]] | None = None) 
         for proxy in SUITE_ZERO_PROXIES:
             if proxy in table.column_names:
                 scores = [math.nan if v is None or v <= -1e7 else v for v in table.column(proxy).to_pylist()]
-                columns[name][proxy] = rank_correlation([v for v, k in zip(scores, keep) if k],
-                                                        [a for a, k in zip(accuracy, keep) if k])["kendall_tau"]
+                r = rank_correlation([v for v, k in zip(scores, keep) if k], [a for a, k in zip(accuracy, keep) if k])
+                columns[name][proxy] = (r["kendall_tau"], r["spearman_rho"])
 
     nb201 = root / "nb201" / "peer_scores_suite_zero.parquet"
     if nb201.is_file():
@@ -90,9 +90,9 @@ def cells_of_source(source: str) -> set[int]:
     return set(table.column("index").to_pylist())
 
 
-def our_column(source: str) -> dict[str, float]:
+def our_column(source: str) -> dict[str, tuple]:
     rows = correlation_report(source, ensembles=["recommended"] if _has_recommended(source) else [])
-    return {str(r["score"]): float(r["kendall_tau"]) for r in rows}
+    return {str(r["score"]): (float(r["kendall_tau"]), float(r["spearman_rho"])) for r in rows}
 
 
 def _has_recommended(source: str) -> bool:
@@ -102,14 +102,15 @@ def _has_recommended(source: str) -> bool:
     return {"mg__meco", "mg__meco_opt", "o"} <= set(table.column_names)
 
 
-def markdown(ours: dict[str, dict[str, float]], peers: dict[str, dict[str, float]]) -> str:
+def markdown(ours: dict[str, dict[str, tuple]], peers: dict[str, dict[str, tuple]], rho: bool = False) -> str:
+    """τ per proxy and column (with ``rho``: "τ (ρ)")."""
     columns = [c for c in [*ours, *(c for c in peers if c not in ours)]
-               if any(v == v for v in [*ours.get(c, {}).values(), *peers.get(c, {}).values()])]  # no empty column
+               if any(v[0] == v[0] for v in [*ours.get(c, {}).values(), *peers.get(c, {}).values()])]  # no empty column
     lines = ["| proxy | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
 
-    def cell(values: dict[str, float], proxy: str) -> str:
-        value = values.get(proxy)
-        return "–" if value is None or value != value else f"{value:.3f}"
+    def cell(values: dict[str, tuple], proxy: str) -> str:
+        tau, r = values.get(proxy, (math.nan, math.nan))
+        return "–" if tau != tau else f"{tau:.3f} ({r:.3f})" if rho else f"{tau:.3f}"
 
     our_proxies = list(dict.fromkeys(p for values in ours.values() for p in values))
     for proxy in our_proxies:
@@ -128,6 +129,7 @@ def main() -> None:
                     help="Suite-Zero's τ on the cells raynas scored (for a column raynas scored part of)")
     ap.add_argument("--only", action="append", default=[], metavar="PREFIX",
                     help="only the columns whose name starts with PREFIX (repeatable), e.g. tnb101_micro")
+    ap.add_argument("--rho", action="store_true", help="each cell as τ (ρ), Spearman's ρ beside Kendall's τ")
     args = ap.parse_args()
     ours = {}
     for spec in args.ours:
@@ -142,7 +144,7 @@ def main() -> None:
     if args.only:
         keep = lambda name: name.startswith(tuple(args.only))  # noqa: E731
         ours, peers = {k: v for k, v in ours.items() if keep(k)}, {k: v for k, v in peers.items() if keep(k)}
-    print(markdown(ours, peers))
+    print(markdown(ours, peers, args.rho))
 
 
 if __name__ == "__main__":
