@@ -52,7 +52,10 @@ def _prepare(scores: Sequence[float], accuracies: Sequence[float], nan_policy: s
 def rank_correlation(scores: Sequence[float], accuracies: Sequence[float], nan_policy: str = "worst") -> dict[str, float]:
     """Kendall τ-b and Spearman ρ of scores vs accuracies (see module doc for NaN)."""
     s, a, n_bad = _prepare(scores, accuracies, nan_policy)
-    if len(s) < 3 or np.all(s == s[0]):
+    scored = s[~np.isneginf(s)]
+    # a score equal on every cell it scored ranks nothing: its τ would be only that of the
+    # NaN cells ranked last (synflow is 0 on every cell of a network ending in a saturated tanh)
+    if len(s) < 3 or not len(scored) or np.all(scored == scored[0]):
         return {"kendall_tau": math.nan, "spearman_rho": math.nan, "n": len(s), "n_nan": n_bad}
     rs, ra = stats.rankdata(s), stats.rankdata(a)
     return {

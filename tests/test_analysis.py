@@ -25,6 +25,16 @@ def test_nan_policies():
     assert rank_correlation([1, 2, 3, 4], [1, 2, math.nan, 4])["n"] == 3
 
 
+def test_a_score_equal_on_every_scored_cell_ranks_nothing():
+    """Its τ would be only that of the NaN cells, ranked last (synflow is 0 on every
+    TransNAS-Bench-101 normal cell): NaN instead, as for a constant score."""
+    acc = [1.0, 2.0, 3.0, 4.0, 5.0]
+    for scores in ([0.0, 0.0, 0.0, math.nan, 0.0], [math.nan] * 5, [7.0] * 5):
+        r = rank_correlation(scores, acc)
+        assert math.isnan(r["kendall_tau"]) and math.isnan(r["spearman_rho"]) and r["n"] == 5
+    assert rank_correlation([math.nan, 1.0, 1.0, 2.0, 2.0], acc)["kendall_tau"] > 0  # two values: a ranking
+
+
 def test_top_k():
     scores = np.array([0.1, 0.9, 0.5, 0.7])
     acc = np.array([90.0, 80.0, 95.0, 70.0])
