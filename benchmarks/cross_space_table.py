@@ -98,8 +98,10 @@ def our_column(source: str) -> dict[str, tuple]:
 def _has_recommended(source: str) -> bool:
     from raynas.analysis import scores_and_run
 
+    from raynas.ensemble import RECOMMENDED
+
     table, _ = scores_and_run(source)
-    return {"mg__meco", "mg__meco_opt", "o"} <= set(table.column_names)
+    return not RECOMMENDED.missing(table.column_names)
 
 
 def markdown(ours: dict[str, dict[str, tuple]], peers: dict[str, dict[str, tuple]], rho: bool = False) -> str:
