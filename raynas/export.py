@@ -82,3 +82,63 @@ def load_scores(space: str, dataset: str, variant: str | None = None) -> pa.Tabl
             return pq.read_table(folder / name)
     raise FileNotFoundError(f"no scores table {name} in {', '.join(map(str, scores_dirs()))}; "
                             f"produce one with raynas score {space} --all and raynas export")
+
+
+_ROW_CHECKED = ("arch", "device", "status", "error")  # row facts both tables must agree on
+
+
+def replace_proxy_columns(base: str | Path, update: str | Path, target: str | Path) -> Exported:
+    """``base`` (an exported table) with the columns of the proxies ``update`` scored taken
+    from ``update`` (an export of the same space, dataset, seed and cells), written to
+    ``target``. For re-scoring one proxy of a whole-space table under a new definition
+    without re-scoring the others: the result is what one run of the merged config would
+    have written. Its ``raynas.run`` is that merged record; ``raynas.replaced`` keeps both
+    source records and names the columns that came from ``update``."""
+    from raynas.analysis import column_roles, scores_and_run
+    from raynas.rows import KEY_COLUMNS
+    from raynas.spec import ScoringSpec
+
+    (old, old_run), (new, new_run) = (scores_and_run(Path(p)) for p in (base, update))
+    for path, run in ((base, old_run), (update, new_run)):
+        if not run:
+            raise ValueError(f"{path}: no raynas.run metadata (a table from raynas export)")
+    old_cfg, new_cfg = old_run["config"], new_run["config"]
+    if differ := sorted(k for k in (old_cfg.keys() & new_cfg.keys()) - {"proxies"} if old_cfg[k] != new_cfg[k]):
+        raise ValueError(f"{update}: its {', '.join(differ)} differ from {base}'s; only proxies can be replaced")
+    old_index, new_index = (t.column("index").to_numpy() for t in (old, new))
+    if len(old_index) != len(new_index) or (old_index != new_index).any():
+        raise ValueError(f"{update} holds {len(new_index)} cells, {base} {len(old_index)}: the same cells are needed "
+                         "(raynas export --complete of both)")
+    for column in _ROW_CHECKED:
+        if column in old.column_names and column in new.column_names:
+            if (bad := [i for i, a, b in zip(old_index, old.column(column).to_pylist(), new.column(column).to_pylist())
+                        if a != b]):
+                raise ValueError(f"{update}: column {column!r} differs from {base}'s on {len(bad)} cell(s), "
+                                 f"e.g. cell {bad[0]}; its rows cannot be merged")
+    labels = {p["label"] for p in new_cfg["proxies"]}
+    replaced = [c for cp in ScoringSpec.from_config(old_cfg).proxies if cp.label in labels for c in cp.column_roles()]
+    old_roles, new_roles = column_roles(old_run), column_roles(new_run)
+    incoming = [c for c in new.column_names if c not in KEY_COLUMNS]
+    if stale := sorted(c for c in replaced if c not in incoming):
+        raise ValueError(f"{update} lacks column(s) {stale} of the proxies it replaces; they would be left stale")
+    columns = {c: (new if c in incoming else old).column(c) for c in old.column_names}
+    columns.update({c: new.column(c) for c in incoming if c not in columns})
+    proxies = [next(p for p in new_cfg["proxies"] if p["label"] == q["label"]) if q["label"] in labels else q
+               for q in old_cfg["proxies"]]
+    proxies += [p for p in new_cfg["proxies"] if p["label"] not in {q["label"] for q in old_cfg["proxies"]}]
+    run = {"config": {**old_cfg, **new_cfg, "proxies": proxies},
+           "columns": {**{c: r for c, r in old_roles.items() if c not in incoming}, **new_roles},
+           "versions": new_run.get("versions", {})}
+    table = pa.table(columns)
+    errors = sum(s == "error" for s in table.column("status").to_pylist())
+    space_size = json.loads((old.schema.metadata or {}).get(b"raynas.export", b"{}")).get("space_size", len(old_index))
+    metadata = {b"raynas.run": json.dumps(run, sort_keys=True).encode(),
+                b"raynas.export": json.dumps({"cells": len(old_index), "space_size": space_size,
+                                              "error_rows": errors}).encode(),
+                b"raynas.replaced": json.dumps({"columns": incoming, "base_run": old_run, "update_run": new_run},
+                                               sort_keys=True).encode()}
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(target) as tmp:
+        pq.write_table(table.replace_schema_metadata(metadata), tmp, compression="zstd")
+    return Exported(target, len(old_index), space_size, errors)
