@@ -54,16 +54,21 @@ def export_results(out: str | Path, target: str | Path, require_complete: bool =
     if require_complete and len(index) != len(space):
         raise ValueError(f"{store} holds {len(index)} of {space.name}'s {len(space)} cells; --complete asks for all")
     table = table.drop_columns([c for c in drop_columns if c in table.column_names])
-    errors = len(scan.errors)
+    return write_export(table, run, len(space), len(scan.errors), target)
+
+
+def write_export(table: pa.Table, run: dict, space_size: int, error_rows: int, target: str | Path,
+                 extra: dict[bytes, bytes] | None = None) -> Exported:
+    """``table`` written atomically as an export: the run's record and the export's counts in
+    its metadata (plus ``extra``)."""
     metadata = {b"raynas.run": json.dumps(run, sort_keys=True).encode(),
-                b"raynas.export": json.dumps({"cells": len(index), "space_size": len(space),
-                                              "error_rows": errors}).encode()}
-    table = table.replace_schema_metadata(metadata)
+                b"raynas.export": json.dumps({"cells": table.num_rows, "space_size": space_size,
+                                              "error_rows": error_rows}).encode(), **(extra or {})}
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return Exported(target, len(index), len(space), errors)
+        pq.write_table(table.replace_schema_metadata(metadata), tmp, compression="zstd")
+    return Exported(target, table.num_rows, space_size, error_rows)
 
 
 def scores_dirs() -> list[Path]:
@@ -132,13 +137,6 @@ def replace_proxy_columns(base: str | Path, update: str | Path, target: str | Pa
     table = pa.table(columns)
     errors = sum(s == "error" for s in table.column("status").to_pylist())
     space_size = json.loads((old.schema.metadata or {}).get(b"raynas.export", b"{}")).get("space_size", len(old_index))
-    metadata = {b"raynas.run": json.dumps(run, sort_keys=True).encode(),
-                b"raynas.export": json.dumps({"cells": len(old_index), "space_size": space_size,
-                                              "error_rows": errors}).encode(),
-                b"raynas.replaced": json.dumps({"columns": incoming, "base_run": old_run, "update_run": new_run},
-                                               sort_keys=True).encode()}
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(target) as tmp:
-        pq.write_table(table.replace_schema_metadata(metadata), tmp, compression="zstd")
-    return Exported(target, len(old_index), space_size, errors)
+    replaced_record = {"columns": incoming, "base_run": old_run, "update_run": new_run}
+    return write_export(table, run, space_size, errors, target,
+                        {b"raynas.replaced": json.dumps(replaced_record, sort_keys=True).encode()})
