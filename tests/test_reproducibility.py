@@ -1,6 +1,6 @@
 """A cell's scores do not depend on the convolution kernel or the thread count, within the
 tolerances of ``tests/kernel_tolerances.py`` (float32, each exception with its cause) and
-to 1e-9 in float64.
+to 1e-9 in float64 (but GradAlign's signs of rounding noise, named there).
 
 Each cell is scored with every built-in proxy three ways in one process: oneDNN with 2
 threads, the native kernel (``torch.backends.mkldnn.enabled = False``), and oneDNN with 1
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel_tolerances import FLOAT64, tolerance
+from kernel_tolerances import tolerance
 
 from raynas.proxies.registry import PROXIES
 
@@ -45,7 +45,7 @@ def check(space: str, proxies: str, cells: list, precision: str = "float32",
     for setting in settings:
         _, other = score_cells(space, proxies, cells, setting, precision)
         for column, diff in largest_differences(columns, default, other).items():
-            allowed, cause = FLOAT64 if precision == "float64" else tolerance(column)
+            allowed, cause = tolerance(column, precision)
             if not diff <= allowed:
                 failures.append(f"{space} {setting} {column}: {diff:.1e} > {allowed:.0e} ({cause})")
     assert not failures, "\n".join(failures)
@@ -64,15 +64,17 @@ def test_float64_scores_agree_to_1e9_and_equal_the_stored_ones(shared_data):
     """float64 has one CPU convolution kernel (oneDNN has none for it), so this checks the
     thread count, and every component against ``tests/data/float64_reference.json`` (this
     code's definitions in float64, written on another machine; the command is in
-    ``benchmarks/hotpath_reference.py``) to 1e-9: in float64 nothing flips, so a stored
-    reference can be tight on any CPU."""
+    ``benchmarks/hotpath_reference.py``) to 1e-9: in float64 no ReLU flips, so a stored
+    reference can be tight on any CPU, except GradAlign's signs of rounding noise
+    (``kernel_tolerances.FLOAT64``, measured between an Intel and an AMD CPU)."""
     reference = json.loads(FLOAT64_REFERENCE.read_text())["cases"]
     rows = check("nb201", EVERY, [c["cell"] for c in reference], "float64", settings=("threads1",))
     for case, row in zip(reference, rows):
         for column, expected in case["scores"].items():
             expected = float(expected)
             if math.isfinite(expected):
-                assert row[column] == pytest.approx(expected, rel=FLOAT64[0], abs=1e-12), (case["cell"], column)
+                allowed, cause = tolerance(column, "float64")
+                assert row[column] == pytest.approx(expected, rel=allowed, abs=1e-12), (case["cell"], column, cause)
             else:
                 assert math.isnan(row[column]) if math.isnan(expected) else row[column] == expected, column
 
