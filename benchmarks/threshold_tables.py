@@ -14,6 +14,7 @@ default no longer holds the old definition: take the old one from git, e.g.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 
@@ -26,11 +27,13 @@ from raynas.spaces import get_space
 INTRAIN = ("intrain", "gamma", "o")
 
 
-def before_threshold(dataset: str, before: dict[str, str]) -> dict:
-    """The whole-space table of ``dataset`` that holds InTrain with ``noise_tol=0``."""
+@functools.lru_cache(maxsize=None)
+def before_threshold(dataset: str, path: str | None) -> dict:
+    """The whole-space table of ``dataset`` (``path``, or the shipped one) that holds InTrain
+    with ``noise_tol=0``; read once per dataset, whichever columns are compared with it."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(before[dataset]) if dataset in before else load_scores("nb201", dataset)
+    table = pq.read_table(path) if path else load_scores("nb201", dataset)
     run = json.loads(table.schema.metadata[b"raynas.run"])
     tol = next(p.get("noise_tol", 0) for p in run["config"]["proxies"] if p["label"] == "intrain")
     if tol != 0:
@@ -48,7 +51,7 @@ def pairs(table: dict, before: dict[str, str]) -> list[tuple[str, str, list[floa
         if twin:
             found.append((dataset, column, table[column], table[twin]))
         elif column in INTRAIN:
-            old = before_threshold(dataset, before)
+            old = before_threshold(dataset, before.get(dataset))
             row = {i: k for k, i in enumerate(old["index"])}
             found.append((dataset, column, table[column], [old[column][row[i]] for i in cells]))
     return found

@@ -128,9 +128,8 @@ def replace_proxy_columns(base: str | Path, update: str | Path, target: str | Pa
         raise ValueError(f"{update} lacks column(s) {stale} of the proxies it replaces; they would be left stale")
     columns = {c: (new if c in incoming else old).column(c) for c in old.column_names}
     columns.update({c: new.column(c) for c in incoming if c not in columns})
-    proxies = [next(p for p in new_cfg["proxies"] if p["label"] == q["label"]) if q["label"] in labels else q
-               for q in old_cfg["proxies"]]
-    proxies += [p for p in new_cfg["proxies"] if p["label"] not in {q["label"] for q in old_cfg["proxies"]}]
+    rescored = {p["label"]: p for p in new_cfg["proxies"]}
+    proxies = [rescored.pop(q["label"], q) for q in old_cfg["proxies"]] + list(rescored.values())
     run = {"config": {**old_cfg, **new_cfg, "proxies": proxies},
            "columns": {**{c: r for c, r in old_roles.items() if c not in incoming}, **new_roles},
            "versions": new_run.get("versions", {})}
