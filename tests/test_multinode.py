@@ -5,6 +5,7 @@ the same scores as a single process; a node that joins mid-run takes work."""
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +14,13 @@ pytestmark = pytest.mark.ray
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from conftest import own_ray  # noqa: E402
+from gated_proxy import GATE_ENV  # noqa: E402
 from raynas.distributed.driver import RunOptions, run_scoring  # noqa: E402
 from raynas.results import load_results, scan_results  # noqa: E402
 from raynas.scoring import CellScorer  # noqa: E402
 
 PROXIES = "intrain:batch_size=16,resolution=32;params"
-JOIN_PROXIES = "intrain:batch_size=64,resolution=32"  # slower cells: the run outlasts Ray Data's rescaling
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -71,31 +73,47 @@ def test_a_worker_node_lost_mid_run_loses_and_duplicates_nothing(cluster, tmp_pa
     same_scores_as_one_process(out, [0, 11, 23])
 
 
+def scorer_nodes() -> set[str]:
+    """The nodes on which a scoring actor is alive."""
+    return {a["Address"]["NodeID"] for a in ray._private.state.actors().values()
+            if "ShardScorer" in a.get("ActorClassName", "") and a.get("State") == "ALIVE"}
+
+
+def wait_for(condition, what: str, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f} s"
+        time.sleep(0.2)
+
+
 def test_a_node_that_joins_mid_run_takes_work(cluster, tmp_path):
     """The autoscaler's view: a run that started on one worker node (room for one actor)
-    grows onto a node that joins while it scores."""
-    cluster.add_node(num_cpus=1)
+    grows onto a node that joins while it scores. Every cell waits at a gate
+    (tests/gated_proxy.py) that opens only once the joined node runs a scoring actor, so the
+    run cannot end first however fast or slow the machine is."""
+    first = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     own_ray()
-    ray.init(address=cluster.address)
+    gate = tmp_path / "gate"
+    ray.init(address=cluster.address,
+             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS), GATE_ENV: str(gate)}})
     out = tmp_path / "joined"
     result = {}
 
     def score():  # in a thread: Cluster.add_node must run in the main thread
-        result["summary"] = run_scoring(RunOptions(space="nb201", proxies=JOIN_PROXIES, out=out, limit=32, shard_size=1,
-                                                   address=cluster.address, max_actors=2, device="cpu",
+        result["summary"] = run_scoring(RunOptions(space="nb201", proxies="gated_proxy.PROXY", out=out, limit=8,
+                                                   shard_size=1, address=cluster.address, max_actors=2, device="cpu",
                                                    progress_interval_s=5))
 
     thread = threading.Thread(target=score, daemon=True)
     thread.start()
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(out.glob("part-*.parquet")):
-        time.sleep(0.2)
-    assert thread.is_alive(), "the run ended before a node could join"
-    joined = cluster.add_node(num_cpus=1)
+    try:
+        wait_for(lambda: first.node_id in scorer_nodes(), "a scoring actor on the first node")
+        assert not list(out.glob("part-*.parquet")), "a cell passed the closed gate"
+        joined = cluster.add_node(num_cpus=1)
+        wait_for(lambda: joined.node_id in scorer_nodes(), "a scoring actor on the node that joined")
+    finally:
+        gate.touch()  # whatever happened, the run may finish
     thread.join(timeout=600)
     assert "summary" in result
-    assert sorted(raw_cells(out)) == list(range(32))
-    nodes_of_scorers = {a["Address"]["NodeID"] for a in ray._private.state.actors().values()
-                        if "ShardScorer" in a.get("ActorClassName", "")}
-    assert joined.node_id in nodes_of_scorers  # the new node ran a scoring actor
+    assert sorted(raw_cells(out)) == list(range(8))
