@@ -78,6 +78,16 @@ def quiet_ray_data() -> None:
             handler.setFormatter(OneLineFormatter(handler.formatter))
 
 
+def silence_ray_data_console() -> None:
+    """For an interrupted run: Ray Data's iterator thread, still waiting on a shard when Ray
+    is shut down under it, logs that shutdown as an internal error with a 40-line traceback.
+    The user asked for the stop, and the committed parts are intact; the console stays
+    quiet, Ray's log file keeps the record."""
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.CRITICAL + 1)
+
+
 def first_line(message: str) -> str:
     """A message's first paragraph on one line, marked when something was cut."""
     paragraphs = [" ".join(p.split()) for p in message.strip().split("\n\n")]
