@@ -126,6 +126,7 @@ def main() -> None:
         columns, scored[setting] = score_cells(args.space, args.proxies, cells, setting, args.precision)
         seconds[setting] = time.perf_counter() - start
     report = {"space": args.space, "cells": cells, "precision": args.precision, "seconds": seconds,
+              "scores": {s: [{c: r[c] for c in ("index", *columns)} for r in rows] for s, rows in scored.items()},
               "largest_relative_difference": {s: largest_differences(columns, scored["default"], scored[s])
                                               for s in settings if s != "default"}}
     if args.tau:
