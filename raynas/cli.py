@@ -467,10 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dataset = default_dataset(args.space)
         return args.func(args)
     except KeyboardInterrupt:
-        if "ray.data" in sys.modules:
-            from raynas.distributed.quiet import silence_ray_data_console
+        from raynas.distributed.quiet import silence_ray_data_console
 
-            silence_ray_data_console()
+        silence_ray_data_console()
         _shutdown_embedded_ray()
         print(f"raynas: interrupted{_committed_note(args)}", file=sys.stderr)
         return 130

@@ -82,7 +82,9 @@ def silence_ray_data_console() -> None:
     """For an interrupted run: Ray Data's iterator thread, still waiting on a shard when Ray
     is shut down under it, logs that shutdown as an internal error with a 40-line traceback.
     The user asked for the stop, and the committed parts are intact; the console stays
-    quiet, Ray's log file keeps the record."""
+    quiet, Ray's log file keeps the record. A run that never started Ray Data has none."""
+    if "ray.data" not in sys.modules:
+        return
     for handler in logging.getLogger("ray.data").handlers:
         if not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.CRITICAL + 1)
