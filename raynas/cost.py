@@ -46,7 +46,7 @@ class CellCost:
         total = self.seconds * math.ceil(cells / max(1, actors)) if actors else math.nan
         missing = f"; no figure for {', '.join(self.unmeasured)}" if self.unmeasured else ""
         options = "; measured at default options, which these proxies change" if self.other_options else ""
-        return (f"estimated cost: ~{_duration(self.seconds)} and ~{self.memory_mb / 1024:.1f} GB per cell per CPU "
+        return (f"estimated cost: ~{_duration(self.seconds)} per cell and ~{self.memory_mb / 1024:.1f} GB per CPU "
                 f"actor, so ~{_duration(total)} for {cells} cell(s) on {actors} actor(s){missing}{options} "
                 f"(measured on one thread: {self.measured})")
 

@@ -60,6 +60,20 @@ def _reset_cpu_peak() -> float | None:
         return None
 
 
+def reset_process_peak() -> None:
+    """Start this process's peak resident memory afresh (see :func:`process_peak_mb`)."""
+    _reset_cpu_peak()
+
+
+def process_peak_mb() -> float:
+    """This process's peak resident memory (VmHWM) in MiB since the last
+    :func:`reset_process_peak` (or since it started), NaN where the kernel has no figure."""
+    try:
+        return _status_kb("VmHWM") / 1024
+    except OSError:
+        return math.nan
+
+
 @contextlib.contextmanager
 def measured(device: torch.device, memory: bool = True) -> Iterator[Measurement]:
     """Time the block; with ``memory`` also its peak memory (on CPU that costs ~20% more

@@ -142,3 +142,49 @@ def test_no_estimate_for_a_plugin_space():
     assert cell_cost(spec) is not None
     plugin = dataclasses.replace(spec, space_source={"import": "my_spaces:NB201Copy", "package": None})
     assert cell_cost(plugin) is None  # its cells may cost anything: no figure rather than a wrong one
+
+
+FUSABLE = "intrain:batch_size=8,resolution=8;grad_norm:batch_size=4;params"
+
+
+def test_a_fused_pass_holds_every_cell_it_fuses():
+    """Issue 25: K cells in one pass hold K networks (and the fused copy of each, with its
+    gradients) at once, so the measured peak grows by at least that per added cell."""
+    from raynas.distributed.packing import measure_cpu_peak
+    from raynas.spaces import get_space
+
+    config = ScoringSpec.resolve("nb201", FUSABLE).config()
+    one, four = (measure_cpu_peak(config, 1462, k, threads=1) for k in (1, 4))
+    network_mb = sum(p.numel() for p in get_space("nb201").build(1462, 10).parameters()) * 4 / 2**20
+    assert four - one >= 3 * 2 * network_mb, (one, four, network_mb)
+
+
+def test_cpu_actors_that_fuse_ask_for_the_memory_one_pass_measured(monkeypatch, tmp_path, caplog):
+    """With ``--cells-per-pass K`` a CPU actor's request is the measured peak of one pass of
+    K copies of the calibration cell (×1.25), not the cost table's one-cell figure (the Ray
+    task runs in this process here)."""
+    ray = pytest.importorskip("ray")
+    import raynas.distributed.packing as packing
+    from raynas.distributed.driver import RunOptions, _plan_actors
+
+    peaks: list[tuple[int, float]] = []
+    measure = packing.measure_cpu_peak
+
+    def recorded(config, cell, k, threads):
+        peaks.append((k, measure(config, cell, k, threads)))
+        return peaks[-1][1]
+
+    monkeypatch.setattr(packing, "measure_cpu_peak", recorded)
+    monkeypatch.setattr(ray, "remote", lambda **_resources: lambda fn: type("Task", (), {"remote": staticmethod(fn)}))
+    monkeypatch.setattr(ray, "get", lambda value: value)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "memory": 64 * 2**30})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0, "memory": 64 * 2**30}}])
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = ScoringSpec.resolve("nb201", FUSABLE)
+    opts = RunOptions(space="nb201", proxies=FUSABLE, out=tmp_path, device="cpu", max_actors=2, cells_per_pass=3,
+                      log=logging.getLogger("raynas.test_cost"))
+    with caplog.at_level(logging.INFO, logger="raynas.test_cost"):
+        plan = _plan_actors(opts, [0, 1], spec, spec.config())
+    ((k, peak_mb),) = peaks
+    assert k == 3 and plan.memory_bytes == int(peak_mb * 1.25 * 2**20)
+    assert "one pass of 3 copies of cell 1462" in caplog.text

@@ -6,17 +6,17 @@ report progress. Rows are committed by the actors (:mod:`raynas.distributed.acto
 from __future__ import annotations
 
 import logging
-import time
 import math
 import os
-import warnings
 import platform
+import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from raynas.cost import CellCost, cell_cost
+from raynas.cost import MEMORY_HEADROOM, CellCost, cell_cost
 from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.lock import acquire_lock
 from raynas.precision import DEFAULT_PRECISION
@@ -170,19 +170,54 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, confi
     fit = max(1, int(((os.cpu_count() or 1) if is_embedded(opts.address) else cpus) // opts.cpus_per_actor))
     actors = opts.max_actors or fit
     cost = cell_cost(spec)
-    if cost is None:
+    if opts.cells_per_pass is not None:
+        peak_mb = _measured_fused_peak_mb(opts, todo, spec, config)
+        request = int(peak_mb * MEMORY_HEADROOM * 2**20)
+        cost = cost and replace(cost, memory_mb=peak_mb)
+    elif cost is not None:
+        request = cost.memory_request_bytes
+    else:
         return ActorPlan(device, actors)
-    memory, actors = _fit_memory(opts, cost, actors)
+    memory, actors = _fit_memory(opts, request, actors)
     return ActorPlan(device, actors, None, memory, cost)
 
 
-def _fit_memory(opts: RunOptions, cost: CellCost, actors: int) -> tuple[int | None, int]:
-    """(each CPU actor's memory request, actors): the request from the estimate, and on an
-    embedded Ray no more actors than this machine's memory holds. A request larger than
-    every node's memory would wait forever: then there is none, and a warning."""
+def _measured_fused_peak_mb(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, config: dict) -> float:
+    """A CPU actor's peak memory when it fuses ``--cells-per-pass`` cells: one Ray task of an
+    actor's CPUs scores that many copies of the calibration cell in one pass (the cost
+    table's figures are for one cell at a time); its request is that peak with headroom."""
     import ray
 
-    request = cost.memory_request_bytes
+    from raynas.distributed.packing import measure_cpu_peak
+
+    cell, k = calibration_cell(spec.space, todo), opts.cells_per_pass
+    opts.log.info("--cells-per-pass %d: measuring a CPU actor's memory on one pass of %d copies of cell %s", k, k, cell)
+    task = ray.remote(num_cpus=opts.cpus_per_actor, max_retries=0)(measure_cpu_peak)
+    try:
+        peak_mb = ray.get(task.remote(config, cell, k, int(opts.cpus_per_actor)))
+    except Exception as exc:  # noqa: BLE001 — any failure of the probe task has one remedy
+        raise RuntimeError(f"measuring a CPU actor's memory for --cells-per-pass {k} on cell {cell} failed "
+                           f"({type(exc).__name__}: {_last_line(exc)}); pass a smaller --cells-per-pass") from None
+    if math.isnan(peak_mb):  # this kernel reports no peak
+        raise RuntimeError(f"--cells-per-pass {k}: this system reports no peak memory (/proc/self/status VmHWM), "
+                           "so a CPU actor's memory request cannot be measured; leave --cells-per-pass unset")
+    opts.log.info("--cells-per-pass %d: an actor peaked at %.1f GB scoring %d copies of cell %s in one pass; "
+                  "each CPU actor asks Ray for %.1f GB (×%g)", k, peak_mb / 1024, k, cell,
+                  peak_mb * MEMORY_HEADROOM / 1024, MEMORY_HEADROOM)
+    return peak_mb
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else ""
+
+
+def _fit_memory(opts: RunOptions, request: int, actors: int) -> tuple[int | None, int]:
+    """(each CPU actor's memory request, actors): the request, and on an embedded Ray no
+    more actors than this machine's memory holds. A request larger than every node's
+    memory would wait forever: then there is none, and a warning."""
+    import ray
+
     largest = max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
     if request > largest:
         opts.log.warning("a CPU actor may need ~%.1f GB for these cells, more than any node gives Ray (%.1f GB); "
@@ -243,11 +278,11 @@ def _measured_gpus_per_actor(opts: RunOptions, todo: Sequence[int], spec: Scorin
     cell = calibration_cell(spec.space, todo)
     task = ray.remote(num_gpus=1, num_cpus=0, max_retries=0)(measure_footprint)
     try:
-        footprint = Footprint(**ray.get(task.remote(config, cell)))
+        footprint = Footprint(**ray.get(task.remote(config, cell, opts.cells_per_pass)))
     except Exception as exc:  # noqa: BLE001 — any failure of the probe task has one remedy
         raise RuntimeError(f"measuring one actor's GPU memory on cell {cell} failed ({type(exc).__name__}: "
-                           f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); "
-                           "pass --num-gpus-per-actor to choose the packing yourself") from None
+                           f"{_last_line(exc)}); pass --num-gpus-per-actor to choose the packing yourself"
+                           f"{' or a smaller --cells-per-pass' if opts.cells_per_pass else ''}") from None
     return plan_packing(footprint, cpus / gpus if gpus else None)
 
 

@@ -1,4 +1,5 @@
-"""How many scoring actors share one GPU, from a measurement rather than a guess.
+"""What one scoring actor holds, measured rather than guessed: how many actors share one
+GPU, and how much memory a CPU actor asks for when it fuses several cells per pass.
 
 NB201 cells are tiny: one actor keeps an H100 busy a few percent of the time, mostly
 waiting on Python and kernel launches, so several actors per GPU multiply throughput until
@@ -11,6 +12,11 @@ GPUs per actor, with the reason printed.
 Kernels of several processes overlap on one GPU only under CUDA MPS (otherwise the GPU
 time-slices between processes; packing still hides each actor's Python time). See
 docs/gpu.md for turning MPS on in cluster.yaml and in a KubeRay pod.
+
+A run that fuses K cells per pass (``--cells-per-pass K``) holds K cells' networks and
+activations at once, so both measurements score K copies of the calibration cell in one
+pass, as the actors will (:func:`measure_footprint`, :func:`measure_cpu_peak`): the cost
+table's per-cell figures describe one cell at a time and would ask for too little.
 """
 
 from __future__ import annotations
@@ -35,21 +41,44 @@ class Footprint:
     cell: int
 
 
-def measure_footprint(config: dict[str, Any], cell: int | str) -> dict[str, Any]:
-    """Score ``cell`` on this process's GPU and report its footprint (runs inside a Ray task
-    holding one whole GPU, so that the GPU's used memory is this process's alone)."""
-    import torch
-
+def _score_as_an_actor(config: dict[str, Any], cell: int | str, device: str, cells_per_pass: int | None,
+                       threads: int | None = None) -> None:
+    """Score what one actor's pass holds: ``cells_per_pass`` copies of ``cell`` (one cell on
+    the per-cell path), through the actors' own :meth:`CellScorer.iter_scores`."""
     from raynas.scoring import CellScorer
     from raynas.spec import ScoringSpec
 
-    scorer = CellScorer.from_spec(ScoringSpec.from_config(config), device="cuda")
+    scorer = CellScorer.from_spec(ScoringSpec.from_config(config), device=device, measure_memory=False,
+                                  threads=threads, cells_per_pass=cells_per_pass)
+    for _row in scorer.iter_scores([cell] * (cells_per_pass or 1)):
+        pass
+
+
+def measure_footprint(config: dict[str, Any], cell: int | str, cells_per_pass: int | None = None) -> dict[str, Any]:
+    """Score ``cell`` (``cells_per_pass`` copies of it in one fused pass, when given) on this
+    process's GPU and report its footprint (runs inside a Ray task holding one whole GPU, so
+    that the GPU's used memory is this process's alone)."""
+    import torch
+
     torch.cuda.reset_peak_memory_stats()
-    scorer.score(cell)
+    _score_as_an_actor(config, cell, "cuda", cells_per_pass)
     torch.cuda.synchronize()
     free, total = torch.cuda.mem_get_info()
     return {"process_mb": (total - free) / 2**20, "peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
             "gpu_total_mb": total / 2**20, "gpu_name": torch.cuda.get_device_name(), "cell": cell}
+
+
+def measure_cpu_peak(config: dict[str, Any], cell: int | str, cells_per_pass: int | None,
+                     threads: int | None = None) -> float:
+    """This process's peak resident memory in MiB — imports, Ray worker and all — while it
+    scores one pass of ``cells_per_pass`` copies of ``cell`` on the CPU (run inside a Ray task
+    of an actor's CPUs: what the process holds is what an actor will). NaN where the kernel
+    does not report a peak."""
+    from raynas.measure import process_peak_mb, reset_process_peak
+
+    reset_process_peak()
+    _score_as_an_actor(config, cell, "cpu", cells_per_pass, threads)
+    return process_peak_mb()
 
 
 def plan_packing(footprint: Footprint, cpus_per_gpu: float | None = None) -> tuple[float, str]:
