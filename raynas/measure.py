@@ -60,9 +60,10 @@ def _reset_cpu_peak() -> float | None:
         return None
 
 
-def reset_process_peak() -> None:
-    """Start this process's peak resident memory afresh (see :func:`process_peak_mb`)."""
-    _reset_cpu_peak()
+def reset_process_peak() -> bool:
+    """Start this process's peak resident memory afresh (see :func:`process_peak_mb`);
+    False where the kernel does not allow it (the peak then counts from the start)."""
+    return _reset_cpu_peak() is not None
 
 
 def process_peak_mb() -> float:

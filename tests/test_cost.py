@@ -151,8 +151,11 @@ def test_a_fused_pass_holds_every_cell_it_fuses():
     """Issue 25: K cells in one pass hold K networks (and the fused copy of each, with its
     gradients) at once, so the measured peak grows by at least that per added cell."""
     from raynas.distributed.packing import measure_cpu_peak
+    from raynas.measure import reset_process_peak
     from raynas.spaces import get_space
 
+    if not reset_process_peak():
+        pytest.skip("this kernel does not let a process reset its peak memory (/proc/self/clear_refs)")
     config = ScoringSpec.resolve("nb201", FUSABLE).config()
     one, four = (measure_cpu_peak(config, 1462, k, threads=1) for k in (1, 4))
     network_mb = sum(p.numel() for p in get_space("nb201").build(1462, 10).parameters()) * 4 / 2**20

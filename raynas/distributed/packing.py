@@ -72,7 +72,8 @@ def measure_cpu_peak(config: dict[str, Any], cell: int | str, cells_per_pass: in
                      threads: int | None = None) -> float:
     """This process's peak resident memory in MiB — imports, Ray worker and all — while it
     scores one pass of ``cells_per_pass`` copies of ``cell`` on the CPU (run inside a Ray task
-    of an actor's CPUs: what the process holds is what an actor will). NaN where the kernel
+    of an actor's CPUs: what the process holds is what an actor will; where the peak cannot
+    be reset it counts from the worker's start, still an upper bound). NaN where the kernel
     does not report a peak."""
     from raynas.measure import process_peak_mb, reset_process_peak
 
