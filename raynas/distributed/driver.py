@@ -173,7 +173,8 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, confi
     if opts.cells_per_pass is not None:
         peak_mb = _measured_fused_peak_mb(opts, todo, spec, config)
         request = int(peak_mb * MEMORY_HEADROOM * 2**20)
-        cost = cost and replace(cost, memory_mb=peak_mb)
+        if cost is not None:  # the estimate's memory is the measured pass's, its time still the table's
+            cost = replace(cost, memory_mb=peak_mb)
     elif cost is not None:
         request = cost.memory_request_bytes
     else:
