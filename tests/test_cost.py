@@ -191,3 +191,9 @@ def test_cpu_actors_that_fuse_ask_for_the_memory_one_pass_measured(monkeypatch, 
     ((k, peak_mb),) = peaks
     assert k == 3 and plan.memory_bytes == int(peak_mb * 1.25 * 2**20)
     assert "one pass of 3 copies of cell 1462" in caplog.text
+    # Nothing fuses (NB101): cells go one at a time whatever K says, so the one-cell figure
+    # stands, and no calibration pass (of NB101 cells, ~50 s each) is run.
+    nb101 = ScoringSpec.resolve("nb101", "intrain;params")
+    opts.space, opts.proxies = "nb101", "intrain;params"
+    plan = _plan_actors(opts, [0, 1], nb101, nb101.config())
+    assert len(peaks) == 1 and plan.memory_bytes == cell_cost(nb101).memory_request_bytes

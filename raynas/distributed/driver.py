@@ -22,6 +22,7 @@ from raynas.lock import acquire_lock
 from raynas.precision import DEFAULT_PRECISION
 from raynas.results import (ResultsDir, check_or_write_run_config, clean_temporaries, drop_replaced_rows,
                             drop_superseded_error_rows)
+from raynas.scoring import fusable
 from raynas.spaces import SearchSpace, get_space
 from raynas.spaces.base import cell_payload
 from raynas.spec import ScoringSpec
@@ -170,7 +171,7 @@ def _plan_actors(opts: RunOptions, todo: Sequence[int], spec: ScoringSpec, confi
     fit = max(1, int(((os.cpu_count() or 1) if is_embedded(opts.address) else cpus) // opts.cpus_per_actor))
     actors = opts.max_actors or fit
     cost = cell_cost(spec)
-    if opts.cells_per_pass is not None:
+    if opts.cells_per_pass is not None and any(fusable(spec.space, cp) for cp in spec.proxies):
         peak_mb = _measured_fused_peak_mb(opts, todo, spec, config)
         request = int(peak_mb * MEMORY_HEADROOM * 2**20)
         if cost is not None:  # the estimate's memory is the measured pass's, its time still the table's

@@ -43,14 +43,15 @@ class Footprint:
 
 def _score_as_an_actor(config: dict[str, Any], cell: int | str, device: str, cells_per_pass: int | None,
                        threads: int | None = None) -> None:
-    """Score what one actor's pass holds: ``cells_per_pass`` copies of ``cell`` (one cell on
-    the per-cell path), through the actors' own :meth:`CellScorer.iter_scores`."""
+    """Score what one actor's pass holds: ``cells_per_pass`` copies of ``cell`` where its
+    proxies fuse (else one cell: the per-cell path holds one at a time), through the actors'
+    own :meth:`CellScorer.iter_scores`."""
     from raynas.scoring import CellScorer
     from raynas.spec import ScoringSpec
 
     scorer = CellScorer.from_spec(ScoringSpec.from_config(config), device=device, measure_memory=False,
                                   threads=threads, cells_per_pass=cells_per_pass)
-    for _row in scorer.iter_scores([cell] * (cells_per_pass or 1)):
+    for _row in scorer.iter_scores([cell] * (scorer.cells_per_pass if scorer.fused_proxies else 1)):
         pass
 
 
