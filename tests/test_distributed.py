@@ -239,6 +239,35 @@ def test_sigterm_ends_a_run_like_ctrl_c_and_leaves_no_ray_behind(tmp_path):
         shutil.rmtree(ray_dir, ignore_errors=True)
 
 
+def ray_callers() -> list[str]:
+    """This process's threads that read a run's results or run its Ray Data execution."""
+    return sorted(t.name for t in threading.enumerate()
+                  if t.name == "raynas-rows" or type(t).__name__ == "StreamingExecutor")
+
+
+@pytest.mark.parametrize("persistent_actors", [False, True], ids=["ray-data", "own-actors"])
+def test_an_interrupted_scoring_stops_every_thread_that_calls_ray(local_ray, tmp_path, monkeypatch,
+                                                                  persistent_actors):
+    """A Ray call from any thread after ``ray.shutdown()`` ends the process with status 1
+    (Ray's core worker does that), so when an interrupt leaves a scoring, its results
+    reader and Ray Data's scheduling loop have ended: the CLI may shut Ray down."""
+    from raynas.distributed.driver import ScoringSession
+    from raynas.distributed.progress import Progress
+
+    def interrupt(self, cells, errors=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "commit", interrupt)  # as Ctrl-C on the first committed part
+    before = ray_callers()
+    opts = RunOptions(space="nb201", proxies=CHEAP, out=tmp_path / "run", max_actors=2, progress_interval_s=0.2)
+    with pytest.raises(KeyboardInterrupt):
+        with ScoringSession(opts, persistent_actors=persistent_actors) as session:
+            session.score(list(range(12)), shard_size=2)
+    assert ray_callers() == before == []
+    assert session._actors is None  # the session's own actors went with the interrupt
+    assert ray.get(ray.put(1)) == 1  # Ray itself is untouched: the CLI shuts it down next
+
+
 @pytest.mark.e2e
 def test_cli_prints_per_cell_progress_and_no_ray_chatter(tmp_path):
     """One shard of 6 cells: progress lines count cells before the shard's part is

@@ -11,12 +11,13 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from raynas.cost import MEMORY_HEADROOM, CellCost, cell_cost
+from raynas.distributed.background import RowsOnAThread, stop_dataset_execution
 from raynas.distributed.progress import Progress, ProgressBoard
 from raynas.lock import acquire_lock
 from raynas.precision import DEFAULT_PRECISION
@@ -333,13 +334,16 @@ class ScoringSession:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._kill_actors()
+        self.lease.release()
+
+    def _kill_actors(self) -> None:
         if self._actors:
             import ray
 
             for actor in self._actors:
                 ray.kill(actor)
             self._actors = None
-        self.lease.release()
 
     def score(self, cells: Sequence[int], shard_size: int | None = None) -> RunSummary:
         """Score those of ``cells`` not yet in the directory (``shard_size``: cells per part).
@@ -391,7 +395,7 @@ class ScoringSession:
         written: list[str] = []
         run = self._on_own_actors if self.persistent_actors else self._on_ray_data
         with stopping_with_cause(progress, len(todo)), run(shards, plan) as (summaries, board):
-            for summary in _with_ticks(summaries, opts.progress_interval_s):
+            for summary in summaries:
                 self.lease.check()  # another driver took the directory over: stop writing
                 if summary is None:  # no shard finished within the interval: the board's count
                     if board is not None:
@@ -424,7 +428,13 @@ class ScoringSession:
             warnings.simplefilter("ignore", DeprecationWarning)
             summaries = _map_shards(dataset, self.opts, self.out, plan, self.config, board, self.lease.id)
         with dropping_stderr_lines(HARMLESS_ACTOR_ARGS_WARNING):
-            yield summaries.iter_rows, board
+            rows = RowsOnAThread(summaries.iter_rows, self.opts.progress_interval_s)
+            try:
+                yield rows, board
+            except BaseException:  # interrupted, or failed: nothing of the run may call Ray after it
+                stop_dataset_execution(summaries)
+                rows.wait_for_end()
+                raise
 
     @contextmanager
     def _on_own_actors(self, shards: list[list[int | str]], plan: ActorPlan):
@@ -446,7 +456,14 @@ class ScoringSession:
             opts.log.info("started %d %s scoring actor(s), kept for every later call", plan.actors,
                           plan.device.upper())
         pool = ActorPool(self._actors)
-        yield (lambda: pool.map_unordered(lambda actor, shard: actor.score_shard.remote(shard), shards)), None
+        rows = RowsOnAThread(lambda: pool.map_unordered(lambda actor, shard: actor.score_shard.remote(shard), shards),
+                             opts.progress_interval_s)
+        try:
+            yield rows, None
+        except BaseException:  # the reading thread waits on the actors' shards: it ends with them
+            self._kill_actors()
+            rows.wait_for_end()
+            raise
 
 
 def _read_board(board, progress: Progress) -> None:
@@ -483,38 +500,6 @@ def stopping_with_cause(progress: Progress, total: int):
             raise
         raise RuntimeError(f"the run stopped after {progress.committed} of {total} cells; "
                            f"committed parts are kept, rerun to resume. Cause: {cause}") from None
-
-
-def _with_ticks(rows: Callable[[], Iterable], interval_s: float):
-    """The items of ``rows()``, with a ``None`` whenever ``interval_s`` passes without one
-    (they come from a thread, so that the driver can print progress meanwhile and Ctrl-C
-    reaches it at once)."""
-    import queue
-    import threading
-
-    items: queue.Queue = queue.Queue()
-    end = object()
-
-    def drain() -> None:
-        try:
-            for row in rows():
-                items.put(row)
-            items.put(end)
-        except BaseException as exc:  # noqa: BLE001 — handed to the driver's thread
-            items.put(exc)
-
-    threading.Thread(target=drain, name="raynas-rows", daemon=True).start()
-    while True:
-        try:
-            item = items.get(timeout=max(0.1, interval_s))
-        except queue.Empty:
-            yield None
-            continue
-        if item is end:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 def root_cause(exc: BaseException) -> str | None:
