@@ -69,6 +69,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
         table = ds.dataset(folder).to_table().to_pydict()
+        if set(table["space"]) != {"nb201"}:
+            raise SystemExit(f"{folder}: not an NB201 table (space {sorted(set(table['space']))}); the thresholds' "
+                             "before and after are compared on NB201 cells")
         for dataset, column, new, old in pairs(table, before):
             accuracy = truth.by_cell(dataset)
             acc = [accuracy[i] for i in table["index"]]
