@@ -55,30 +55,26 @@ class RowsOnAThread:
                 raise item
             yield item
 
-    def wait_for_end(self, timeout_s: float = STOP_WAIT_S) -> bool:
-        """Whether the reading thread ended within ``timeout_s`` (its source must have been
-        stopped first: it is blocked on the next row otherwise). Says so when it did not."""
+    def wait_for_end(self, timeout_s: float = STOP_WAIT_S) -> None:
+        """Waits up to ``timeout_s`` for the reading thread to end (its source must have been
+        stopped first: it is blocked on the next row otherwise), and says so if it did not."""
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             logger.warning("the thread reading the run's results did not stop within %.0f s; "
                            "Ray is shut down under it", timeout_s)
-            return False
-        return True
 
 
-def stop_dataset_execution(dataset: Any) -> int:
+def stop_dataset_execution(dataset: Any) -> None:
     """Shuts down the Ray Data executions of ``dataset`` still running in this process (their
     scheduling loops, metadata fetchers and actor pools), so that their threads end and call
-    Ray no more. Returns how many it stopped. Ray Data offers no public handle on a running
-    execution: its executor is the thread found here, matched by the dataset's id."""
+    Ray no more. Ray Data offers no public handle on a running execution: its executor is the
+    thread found here, matched by the dataset's id."""
     try:
         from ray.data._internal.execution.streaming_executor import StreamingExecutor
     except ImportError:  # another Ray Data layout: nothing to stop here, say so
         logger.warning("cannot reach Ray Data's executor to stop it; Ray is shut down under it")
-        return 0
+        return
     dataset_id = dataset.get_dataset_id()
-    executors = [t for t in threading.enumerate()
-                 if isinstance(t, StreamingExecutor) and getattr(t, "_dataset_id", None) == dataset_id]
-    for executor in executors:
-        executor.shutdown(force=True)
-    return len(executors)
+    for thread in threading.enumerate():
+        if isinstance(thread, StreamingExecutor) and getattr(thread, "_dataset_id", None) == dataset_id:
+            thread.shutdown(force=True)
