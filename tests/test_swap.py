@@ -56,3 +56,13 @@ def test_regularised_swap_scales_each_count_by_the_size_factor():
         swap.SwapOptions(mu=500.0)
     with pytest.raises(ValueError, match="sigma must be positive"):
         swap.SwapOptions(mu=500.0, sigma=0.0)
+
+
+def test_pattern_codes_put_sample_s_in_bit_s_for_every_batch_size():
+    gen = torch.Generator().manual_seed(3)
+    for samples in (2, 7, 8, 9, 16, 17, 62):
+        signs = torch.rand(samples, 50, generator=gen) > 0.5
+        expected = [sum(int(signs[s, n]) << s for s in range(samples)) for n in range(50)]
+        assert swap.pattern_codes(signs).tolist() == expected
+    # All 62 samples on: the top bit in use is 61, still a positive int64.
+    assert swap.pattern_codes(torch.ones(62, 1, dtype=torch.bool)).item() == (1 << 62) - 1

@@ -55,15 +55,26 @@ class SwapOptions:
             raise ValueError(f"swap repeats must be positive, got {self.repeats}")
 
 
+def pattern_codes(signs: torch.Tensor) -> torch.Tensor:
+    """(neurons,) int64: each neuron's signs across the samples as one integer, bit s = sample s.
+
+    Packed a byte (8 samples) at a time in uint8 and only then widened: the same integers as
+    summing ``sign · 2^s`` in int64, at an eighth of the memory traffic (the packing was ~40 %
+    of SWAP's time on a CPU)."""
+    samples, neurons = signs.shape
+    codes = torch.zeros(neurons, dtype=torch.int64, device=signs.device)
+    for start in range(0, samples, 8):
+        byte = torch.zeros(neurons, dtype=torch.uint8, device=signs.device)
+        for bit, row in enumerate(signs[start : start + 8]):
+            byte |= row.to(torch.uint8) << bit
+        codes |= byte.to(torch.int64) << start
+    return codes
+
+
 def distinct_patterns(model: nn.Module, inputs: torch.Tensor) -> int:
     """The number of distinct per-neuron sign patterns across the samples of ``inputs``."""
     signs = relu_output_signs(model, inputs)
-    if signs is None:
-        return 0
-    bits = signs.to(torch.int64)  # (samples, neurons)
-    weights = torch.bitwise_left_shift(torch.ones(len(inputs), 1, dtype=torch.int64, device=bits.device),
-                                       torch.arange(len(inputs), device=bits.device).unsqueeze(1))
-    return int(torch.unique((bits * weights).sum(0)).numel())
+    return 0 if signs is None else int(torch.unique(pattern_codes(signs)).numel())
 
 
 def compute(model: nn.Module, batch: ProbeBatch, options: SwapOptions, ctx: ProxyContext) -> dict[str, float]:
