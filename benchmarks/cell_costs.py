@@ -109,6 +109,16 @@ def markdown(table: dict) -> str:
     return "\n".join(lines) + f"\n\nBase of a scoring process (plus ~150 MB for a Ray worker): {bases}."
 
 
+def merged_space(before: dict | None, measured: dict, base_mb: float, note: str) -> dict:
+    """A space's entry of the table after measuring ``measured``: where only some of its
+    proxies were re-measured, the others keep their figures and the base, and ``note`` is
+    added to the record of where the figures come from."""
+    if before and set(before["proxies"]) - set(measured):
+        return {"measured": f"{before['measured']}; {', '.join(measured)}: {note}",
+                "base_mb": before["base_mb"], "proxies": {**before["proxies"], **measured}}
+    return {"measured": note, "base_mb": base_mb, "proxies": measured}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="nb201", choices=sorted(WARM_UP))
@@ -146,13 +156,11 @@ def main() -> None:
         table = json.loads(TABLE.read_text()) if TABLE.exists() else {"spaces": {}}
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), platform.processor())
-        table["spaces"][args.space] = {
-            "measured": f"{date.today()}, {cpu}, 1 thread, {args.cells} cells "
-                        f"(python benchmarks/cell_costs.py --space {args.space} --cells {args.cells})",
-            "base_mb": statistics.median(f["base_mb"] for f in figures.values()),
-            "proxies": {n: {"seconds": round(f["seconds"], 3), "peak_mb": round(f["peak_mb"], 1)}
-                        for n, f in figures.items()},
-        }
+        command = " ".join(["python benchmarks/cell_costs.py", *sys.argv[1:]]).replace(" --write", "")
+        note = f"{date.today()}, {cpu}, 1 thread, {args.cells} cells ({command})"
+        measured = {n: {"seconds": round(f["seconds"], 3), "peak_mb": round(f["peak_mb"], 1)} for n, f in figures.items()}
+        base_mb = statistics.median(f["base_mb"] for f in figures.values())
+        table["spaces"][args.space] = merged_space(table["spaces"].get(args.space), measured, base_mb, note)
         TABLE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
         print(f"wrote {TABLE}")
 

@@ -197,3 +197,22 @@ def test_cpu_actors_that_fuse_ask_for_the_memory_one_pass_measured(monkeypatch, 
     opts.space, opts.proxies = "nb101", "intrain;params"
     plan = _plan_actors(opts, [0, 1], nb101, nb101.config())
     assert len(peaks) == 1 and plan.memory_bytes == cell_cost(nb101).memory_request_bytes
+
+
+def test_re_measuring_some_proxies_keeps_the_others_figures():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cell_costs import merged_space
+
+    before = {"measured": "day 1 (all)", "base_mb": 260.0,
+              "proxies": {"swap": {"seconds": 7.3, "peak_mb": 233.0}, "zen": {"seconds": 1.3, "peak_mb": 88.0}}}
+    swap_again = {"swap": {"seconds": 2.2, "peak_mb": 88.0}}
+    merged = merged_space(before, swap_again, 255.0, "day 2 (swap)")
+    assert merged == {"measured": "day 1 (all); swap: day 2 (swap)", "base_mb": 260.0,
+                      "proxies": {"swap": {"seconds": 2.2, "peak_mb": 88.0}, "zen": {"seconds": 1.3, "peak_mb": 88.0}}}
+    everything = {**swap_again, "zen": {"seconds": 1.0, "peak_mb": 80.0}}
+    assert merged_space(before, everything, 255.0, "day 2 (all)") == {"measured": "day 2 (all)", "base_mb": 255.0,
+                                                                      "proxies": everything}
+    assert merged_space(None, swap_again, 255.0, "day 2")["proxies"] == swap_again
