@@ -6,8 +6,8 @@ ground truth — raynas' own scorings beside NAS-Bench-Suite-Zero's published sc
         --ours nb201-cifar10=raynas/data/scores/nb201_cifar10.parquet
 
 ``--ours COLUMN=SOURCE``: a results directory or an exported table, reported against its
-space's own ground truth (``raynas report``'s rows; the ``recommended`` ensemble where its
-columns are there). Suite-Zero's rows come from the project's exports of NASLib's files
+space's own ground truth (``raynas report``'s rows, with each built-in ensemble, ``recommended``
+included, whose columns are there). Suite-Zero's rows come from the project's exports of NASLib's files
 (``nb201/``, ``nb301/``, ``tnb101/`` under ``RAYNAS_DATA_DIR``): each proxy's τ against the
 accuracy stored beside it, on the cells it was computed on (NaN and Suite-Zero's −1e8
 failure value ranked last; its NB201 file covers CIFAR-10 and ImageNet16-120, 9,445 cells
@@ -91,17 +91,9 @@ def cells_of_source(source: str) -> set[int]:
 
 
 def our_column(source: str) -> dict[str, tuple]:
-    rows = correlation_report(source, ensembles=["recommended"] if _has_recommended(source) else [])
+    """``raynas report``'s rows: each proxy, and each built-in ensemble whose columns are there."""
+    rows = correlation_report(source)
     return {str(r["score"]): (float(r["kendall_tau"]), float(r["spearman_rho"])) for r in rows}
-
-
-def _has_recommended(source: str) -> bool:
-    from raynas.analysis import scores_and_run
-
-    from raynas.ensemble import RECOMMENDED
-
-    table, _ = scores_and_run(source)
-    return not RECOMMENDED.missing(table.column_names)
 
 
 def markdown(ours: dict[str, dict[str, tuple]], peers: dict[str, dict[str, tuple]], rho: bool = False) -> str:

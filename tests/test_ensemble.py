@@ -118,3 +118,21 @@ def test_report_notes_explain_derived_rows_ensembles_and_nan():
     assert "intrain_additive: InTrain's additive ablation" in notes
     assert "mine: ensemble, the logrank sum of a + b" in notes and "az_nas: built-in ensemble, AZ-NAS" in notes
     assert "n_nan" not in "\n".join(report_notes([{"score": "flops", "n_nan": 0}]))
+
+
+@pytest.mark.parametrize("name", sorted(ENSEMBLES))
+def test_builtin_ensembles_proxies_request_yields_their_members(name):
+    """Each built-in names the --proxies request that scores its members: resolving it must
+    produce every member as a score column, so a user who scores with it can report it."""
+    from raynas.spec import ScoringSpec
+
+    ensemble = ENSEMBLES[name]
+    roles = ScoringSpec.resolve("nb201", ensemble.proxies).column_roles()
+    assert not ensemble.missing(c for c, r in roles.items() if r["role"] == "score")
+
+
+def test_recommended_is_the_second_round_choice_and_the_first_stays_reachable():
+    assert Ensemble.parse("recommended").members == (
+        "mg__meco", "mg__meco_opt", "synflow", "az_expressivity", "az_trainability")
+    assert Ensemble.parse("recommended").combine == "logrank"
+    assert Ensemble.parse("first_round").members == ("mg__meco", "mg__meco_opt", "o")
